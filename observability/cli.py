@@ -1,0 +1,230 @@
+"""The ``obskit`` command line: devstack, Sentry checks, SLO, alerts and the demo.
+
+Exit codes: 0 success, 1 a service or server failed, 2 bad usage or bad configuration.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shlex
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+
+from observability.errors import ConfigError, ObskitError
+
+__all__ = ["main"]
+
+
+@contextmanager
+def _one_line_errors() -> Iterator[None]:
+    """Turn the kit's own errors into one line on stderr and the documented exit code."""
+    try:
+        yield
+    except ConfigError as exc:
+        click.echo(f"obskit: {exc}", err=True)
+        sys.exit(2)
+    except ObskitError as exc:
+        click.echo(f"obskit: {exc}", err=True)
+        sys.exit(1)
+
+
+def _split_only(value: str | None) -> list[str] | None:
+    if not value:
+        return None
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+@click.group()
+@click.option("-v", "--verbose", is_flag=True, help="Log progress to stderr.")
+def main(verbose: bool) -> None:
+    """obskit: Sentry, Prometheus and SLOs for Celery workers and Kafka consumers."""
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+
+
+# -- devstack ------------------------------------------------------------------------------------
+
+_dir_option = click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=".devstack",
+    envvar="OBSKIT_DEVSTACK_DIR",
+    show_default=True,
+    help="Where the services keep their state, logs and pids.",
+)
+_only_option = click.option("--only", help="Comma-separated services (redis,kafka,bugsink,alertmanager,prometheus).")
+
+
+@main.group()
+def devstack() -> None:
+    """Real Redis, Kafka, Bugsink, Prometheus and Alertmanager on 127.0.0.1, without Docker."""
+
+
+def _stack(directory: Path) -> Any:
+    from observability.devstack import Devstack
+
+    return Devstack(directory)
+
+
+@devstack.command("install")
+@_dir_option
+@_only_option
+def devstack_install(directory: Path, only: str | None) -> None:
+    """Install what the services need (Debian packages, Kafka jars, Bugsink); idempotent."""
+    with _one_line_errors():
+        installed = _stack(directory).install(_split_only(only))
+    click.echo(f"installed: {', '.join(installed)}" if installed else "everything is installed")
+
+
+@devstack.command("up")
+@_dir_option
+@_only_option
+def devstack_up(directory: Path, only: str | None) -> None:
+    """Start the services (those already healthy are left alone) and wait until each is ready."""
+    with _one_line_errors():
+        statuses = _stack(directory).up(_split_only(only))
+    for status in statuses:
+        click.echo(f"{status.name:<13} {status.address or '-':<22} pid {status.pid}  log {status.log}")
+    click.echo(f'point your shell at it: eval "$(obskit devstack env --dir {shlex.quote(str(directory))})"')
+
+
+@devstack.command("down")
+@_dir_option
+@_only_option
+def devstack_down(directory: Path, only: str | None) -> None:
+    """Stop exactly the processes `up` started."""
+    with _one_line_errors():
+        stopped = _stack(directory).down(_split_only(only))
+    click.echo(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
+
+
+@devstack.command("status")
+@_dir_option
+@_only_option
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def devstack_status(directory: Path, only: str | None, as_json: bool) -> None:
+    """Each service: pid, address, healthy. Exits 1 when a selected service is not healthy."""
+    with _one_line_errors():
+        stack = _stack(directory)
+        statuses = stack.status(_split_only(only))
+    if as_json:
+        click.echo(json.dumps(stack.as_dict(statuses), indent=2))
+    else:
+        for s in statuses:
+            state = "healthy" if s.healthy else ("running, not ready" if s.running else "stopped")
+            click.echo(f"{s.name:<13} {s.address or '-':<22} pid {s.pid or '-':<8} {state}")
+    if not all(s.healthy for s in statuses):
+        sys.exit(1)
+
+
+@devstack.command("env")
+@_dir_option
+@_only_option
+@click.option(
+    "--prefix", default="", help="Prefix every name, e.g. OBSKIT_TEST_ to point the test suite at this stack."
+)
+def devstack_env(directory: Path, only: str | None, prefix: str) -> None:
+    """Print `export` lines for the running services (REDIS_URL, KAFKA_BOOTSTRAP_SERVERS, SENTRY_DSN, ...)."""
+    with _one_line_errors():
+        variables = _stack(directory).env(_split_only(only))
+    for name, value in variables.items():
+        click.echo(f"export {prefix}{name}={shlex.quote(value)}")
+
+
+# -- Sentry --------------------------------------------------------------------------------------
+
+
+def _settings(service: str | None) -> Any:
+    from observability.config import Settings
+
+    return Settings.from_env(service=service or _default_service())
+
+
+def _default_service() -> str:
+    import os
+
+    return os.environ.get("SERVICE_NAME") or "obskit-cli"
+
+
+@main.command("sentry-info")
+@click.option("--service", help="Service name (default: SERVICE_NAME).")
+def sentry_info(service: str | None) -> None:
+    """Print the settings in effect (DSN masked), the integrations, and whether the server answers."""
+    from observability import sentry_api
+    from observability.sentry import INTEGRATIONS
+
+    with _one_line_errors():
+        settings = _settings(service)
+        rows = [
+            ("service", settings.service),
+            ("environment", settings.environment),
+            ("release", settings.release or "(none)"),
+            ("dsn", settings.masked_dsn or "(not set: Sentry is off)"),
+            ("traces sample rate", f"{settings.traces_sample_rate:g}"),
+            ("per-name rates", ", ".join(f"{k}={v:g}" for k, v in settings.traces_sample_rates.items()) or "(none)"),
+            ("incoming traces cap", f"{settings.traces_incoming_max_per_s:g}/s"),
+            ("profiles sample rate", f"{settings.profiles_sample_rate:g}"),
+            ("log events / breadcrumbs", f"{settings.log_event_level} / {settings.log_breadcrumb_level}"),
+            ("send PII", "on" if settings.send_default_pii else "off"),
+            ("business messages per rule", f"{settings.business_events_per_minute}/min"),
+            ("SDK integrations", ", ".join(INTEGRATIONS)),
+        ]
+        for name, value in rows:
+            click.echo(f"{name:<28} {value}")
+        reachable = sentry_api.ping_dsn(settings.dsn) if settings.dsn else None
+        click.echo(f"{'ingest reachable':<28} {'-' if reachable is None else ('yes' if reachable else 'NO')}")
+        if settings.sentry_url:
+            try:
+                click.echo(f"{'web API':<28} {sentry_api.client(settings).describe()}")
+            except ObskitError as exc:
+                click.echo(f"{'web API':<28} NO: {exc}")
+                sys.exit(1)
+        if reachable is False:
+            sys.exit(1)
+
+
+@main.command("test-sentry")
+@click.argument(
+    "kind", type=click.Choice(["all", "error", "message", "breadcrumbs", "business", "api_error"]), default="all"
+)
+@click.option("--service", help="Service name (default: SERVICE_NAME).")
+@click.option("--user-id", default="test-user", show_default=True, help="user_id tag of the test events.")
+@click.option(
+    "--timeout", "timeout_s", type=float, default=30.0, show_default=True, help="Seconds to wait for arrival."
+)
+def test_sentry(kind: str, service: str | None, user_id: str, timeout_s: float) -> None:
+    """Send tagged test events (tag test=true), print their ids, and confirm they arrived when the API is set."""
+    from observability import _selftest
+
+    with _one_line_errors():
+        ok = _selftest.run(
+            kind, service=service or _default_service(), user_id=user_id, timeout_s=timeout_s, echo=click.echo
+        )
+    if not ok:
+        sys.exit(1)
+
+
+# -- demo ----------------------------------------------------------------------------------------
+
+
+@main.command()
+@_dir_option
+@click.option("--keep", is_flag=True, help="Leave the stack running afterwards.")
+def demo(directory: Path, keep: bool) -> None:
+    """Bring the stack up, send a tagged test event and print where to look."""
+    from observability._demo import run_demo
+
+    with _one_line_errors():
+        run_demo(directory, keep=keep, echo=click.echo)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,246 @@
+"""Settings from the environment, validated once: a bad value fails with one line naming it."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import subprocess
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from observability.errors import ConfigError
+
+__all__ = ["LOG_LEVELS", "Settings", "parse_dsn"]
+
+T = TypeVar("T")
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+_SERVICE_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
+_RATES_RE = re.compile(r"^\s*([^=,\s]+)\s*=\s*([^,]+?)\s*$")
+
+
+def parse_dsn(value: str, variable: str = "SENTRY_DSN") -> str:
+    """Check a DSN's shape (``scheme://public_key@host[:port]/project_id``) and return it stripped."""
+    dsn = value.strip()
+    expected = "a DSN like https://<public_key>@<host>/<project_id>"
+    try:
+        parts = urlsplit(dsn)
+        parts.port  # noqa: B018  (raises ValueError on a malformed port)
+    except ValueError:
+        raise ConfigError(variable, value, expected) from None
+    project = parts.path.rstrip("/").rsplit("/", 1)[-1]
+    if parts.scheme not in {"http", "https"} or not parts.username or not parts.hostname or not project.isdigit():
+        raise ConfigError(variable, value, expected)
+    return dsn
+
+
+def _rate(variable: str, raw: str) -> float:
+    try:
+        rate = float(raw)
+    except ValueError:
+        raise ConfigError(variable, raw, "a number from 0.0 to 1.0") from None
+    if not 0.0 <= rate <= 1.0:
+        raise ConfigError(variable, raw, "a number from 0.0 to 1.0")
+    return rate
+
+
+def _positive(variable: str, raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(variable, raw, "a positive number") from None
+    if value <= 0:
+        raise ConfigError(variable, raw, "a positive number")
+    return value
+
+
+def _count(variable: str, raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(variable, raw, "a whole number >= 0") from None
+    if value < 0:
+        raise ConfigError(variable, raw, "a whole number >= 0")
+    return value
+
+
+def _bool(variable: str, raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ConfigError(variable, raw, "one of 1/0, true/false, yes/no, on/off")
+
+
+def _level(variable: str, raw: str) -> str:
+    level = raw.strip().upper()
+    if level not in LOG_LEVELS:
+        raise ConfigError(variable, raw, f"one of {', '.join(LOG_LEVELS)}")
+    return level
+
+
+def _rates(variable: str, raw: str) -> dict[str, float]:
+    """``task:workers.tasks.pay=1.0,topic:payments=0.5`` -> {"task:workers.tasks.pay": 1.0, ...}."""
+    result: dict[str, float] = {}
+    for part in filter(None, (p.strip() for p in raw.split(","))):
+        match = _RATES_RE.match(part)
+        if not match:
+            raise ConfigError(variable, raw, "comma-separated name=rate pairs, e.g. topic:payments=0.5")
+        try:
+            result[match.group(1)] = _rate(variable, match.group(2))
+        except ConfigError:
+            raise ConfigError(variable, raw, "name=rate pairs with rates from 0.0 to 1.0") from None
+    return result
+
+
+def _git_sha(cwd: str | None = None) -> str | None:
+    """The checkout's short commit (8 characters, like GitLab's CI_COMMIT_SHORT_SHA), if there is one."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short=8", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=2, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    sha = out.stdout.strip()
+    return sha if out.returncode == 0 and sha else None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """Everything the kit reads from the environment. Build with :meth:`from_env`; it validates every value."""
+
+    service: str
+    environment: str = "development"
+    dsn: str | None = None
+    release: str | None = None
+    traces_sample_rate: float = 0.0
+    # Per transaction name ("task:<name>", "topic:<name>") overrides of traces_sample_rate.
+    traces_sample_rates: Mapping[str, float] = field(default_factory=dict)
+    # How many incoming already-sampled traces per second a process continues as sampled; past that the
+    # local rate applies, so a producer sampling at 1.0 cannot force a transaction for every message.
+    traces_incoming_max_per_s: float = 10.0
+    profiles_sample_rate: float = 0.0
+    debug: bool = False
+    log_level: str = "INFO"
+    log_event_level: str = "ERROR"
+    log_breadcrumb_level: str = "INFO"
+    send_default_pii: bool = False
+    business_events_per_minute: int = 10
+    sentry_queue_size: int = 100
+    shutdown_timeout_s: float = 2.0
+    # The Sentry-compatible server's web API (sentry-cli's variable names) and which API it speaks.
+    sentry_url: str | None = None
+    sentry_auth_token: str | None = field(default=None, repr=False)
+    sentry_org: str | None = None
+    sentry_project: str | None = None
+    sentry_api: str = "sentry"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Read and validate the settings; keyword overrides win over the environment."""
+        env = os.environ if environ is None else environ
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            message = f"unknown setting {', '.join(unknown)}: expected some of {', '.join(sorted(known))}"
+            raise TypeError(message)
+
+        values: dict[str, Any] = {}
+
+        def read(name: str, variable: str, parse: Callable[[str, str], T]) -> None:
+            if name in overrides:
+                return
+            raw = env.get(variable)
+            if raw is not None and raw.strip() != "":
+                values[name] = parse(variable, raw)
+
+        service = overrides.get("service") or env.get("SERVICE_NAME", "")
+        if not service:
+            raise ConfigError(
+                "SERVICE_NAME", service, "the service's name, e.g. payments-worker (or init(service=...))"
+            )
+        if not _SERVICE_RE.match(service):
+            raise ConfigError("SERVICE_NAME", service, "lowercase letters, digits, '.', '_' or '-', at most 63")
+        values["service"] = service
+
+        if "dsn" not in overrides:
+            values["dsn"] = _dsn_from(env)
+        read("environment", "SENTRY_ENVIRONMENT", lambda _v, raw: raw.strip())
+        read("release", "SENTRY_RELEASE", lambda _v, raw: raw.strip())
+        read("traces_sample_rate", "SENTRY_TRACES_SAMPLE_RATE", _rate)
+        read("traces_sample_rates", "OBSKIT_TRACES_SAMPLE_RATES", _rates)
+        read("traces_incoming_max_per_s", "OBSKIT_TRACES_INCOMING_MAX_PER_S", _positive)
+        read("profiles_sample_rate", "SENTRY_PROFILES_SAMPLE_RATE", _rate)
+        read("debug", "SENTRY_DEBUG", _bool)
+        read("log_level", "LOG_LEVEL", _level)
+        read("log_event_level", "OBSKIT_LOG_EVENT_LEVEL", _level)
+        read("log_breadcrumb_level", "OBSKIT_LOG_BREADCRUMB_LEVEL", _level)
+        read("send_default_pii", "OBSKIT_SEND_PII", _bool)
+        read("business_events_per_minute", "OBSKIT_BUSINESS_EVENTS_PER_MINUTE", _count)
+        read("sentry_queue_size", "OBSKIT_SENTRY_QUEUE_SIZE", _count)
+        read("shutdown_timeout_s", "OBSKIT_SHUTDOWN_TIMEOUT_S", _positive)
+        read("sentry_url", "SENTRY_URL", lambda _v, raw: raw.strip().rstrip("/"))
+        read("sentry_auth_token", "SENTRY_AUTH_TOKEN", lambda _v, raw: raw.strip())
+        read("sentry_org", "SENTRY_ORG", lambda _v, raw: raw.strip())
+        read("sentry_project", "SENTRY_PROJECT", lambda _v, raw: raw.strip())
+        read("sentry_api", "OBSKIT_SENTRY_API", _api_kind)
+
+        settings = cls(**{**values, **overrides})
+        if settings.dsn is not None and "dsn" in overrides:
+            parse_dsn(settings.dsn)
+        if settings.release is None:
+            sha = _git_sha()
+            if sha:
+                settings = replace(settings, release=f"{settings.service}@{sha}")
+        return settings
+
+    @property
+    def masked_dsn(self) -> str | None:
+        """The DSN with its public key cut to four characters, for printing."""
+        if not self.dsn:
+            return None
+        parts = urlsplit(self.dsn)
+        key = parts.username or ""
+        return self.dsn.replace(f"{key}@", f"{key[:4]}…@", 1)
+
+    def sample_rate_for(self, name: str) -> float:
+        return self.traces_sample_rates.get(name, self.traces_sample_rate)
+
+    @property
+    def log_event_levelno(self) -> int:
+        return int(logging.getLevelName(self.log_event_level))
+
+    @property
+    def log_breadcrumb_levelno(self) -> int:
+        return int(logging.getLevelName(self.log_breadcrumb_level))
+
+
+def _api_kind(variable: str, raw: str) -> str:
+    kind = raw.strip().lower()
+    if kind not in {"sentry", "bugsink"}:
+        raise ConfigError(variable, raw, "sentry or bugsink")
+    return kind
+
+
+def _dsn_from(env: Mapping[str, str]) -> str | None:
+    """SENTRY_DSN, else the file named by SENTRY_DSN_FILE (secrets mounted from a vault)."""
+    raw = env.get("SENTRY_DSN", "").strip()
+    if raw:
+        return parse_dsn(raw)
+    path = env.get("SENTRY_DSN_FILE", "").strip()
+    if not path:
+        return None
+    try:
+        content = Path(path).read_text().strip()
+    except OSError as exc:
+        raise ConfigError("SENTRY_DSN_FILE", path, f"a readable file holding the DSN ({exc.strerror})") from None
+    if not content:
+        raise ConfigError("SENTRY_DSN_FILE", path, "a file holding the DSN, not an empty one")
+    return parse_dsn(content, "SENTRY_DSN_FILE")

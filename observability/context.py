@@ -1,0 +1,170 @@
+"""Per-unit-of-work context (a Celery task, a Kafka message) on contextvars.
+
+Binding is cheap on purpose: it stores plain values in one small object. Nothing is copied into a
+Sentry scope until an event is actually sent (see ``observability.sentry``), so a unit that succeeds
+costs a contextvar set and reset.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import deque
+from contextvars import ContextVar, Token
+from types import TracebackType
+from typing import Any
+
+from observability.tags import check_key
+
+__all__ = ["Unit", "bind", "current", "new_span_id", "new_trace_id"]
+
+MAX_BREADCRUMBS = 100
+
+_getrandbits = random.getrandbits
+
+
+def new_trace_id() -> str:
+    """A random 128-bit trace id, as 32 lowercase hex digits (Sentry's and W3C's format)."""
+    return f"{_getrandbits(128):032x}"
+
+
+def new_span_id() -> str:
+    """A random 64-bit span id, as 16 lowercase hex digits."""
+    return f"{_getrandbits(64):016x}"
+
+
+class Unit:
+    """One unit of work's identity: user, trace, tags and its own breadcrumbs."""
+
+    __slots__ = (
+        "_span_id",
+        "_trace_id",
+        "baggage",
+        "breadcrumbs",
+        "parent_span_id",
+        "sampled",
+        "tags",
+        "user_fields",
+        "user_id",
+    )
+
+    def __init__(  # noqa: PLR0917  (built only by bind(), positionally, on the hot path)
+        self,
+        parent: Unit | None,
+        user_id: str | None,
+        trace_id: str | None,
+        parent_span_id: str | None,
+        sampled: bool | None,
+        baggage: str | None,
+        tags: dict[str, Any],
+    ) -> None:
+        # Email / username, set only through set_user() when the app opted in to sending PII.
+        self.user_fields: dict[str, str] | None = None if parent is None else parent.user_fields
+        if parent is None:
+            self.user_id = user_id
+            self._trace_id = trace_id
+            self._span_id: str | None = None
+            self.parent_span_id = parent_span_id
+            self.sampled = sampled
+            self.baggage = baggage
+            self.tags = tags
+            self.breadcrumbs: deque[dict[str, Any]] | None = None
+            return
+        # A nested bind refines the unit it runs in: same breadcrumbs, trace unless given, merged tags.
+        self.user_id = user_id if user_id is not None else parent.user_id
+        if trace_id is None:
+            self._trace_id = parent.trace_id
+            self._span_id = parent.span_id
+            self.parent_span_id = parent.parent_span_id
+            self.sampled = parent.sampled if sampled is None else sampled
+            self.baggage = parent.baggage
+        else:
+            self._trace_id = trace_id
+            self._span_id = None
+            self.parent_span_id = parent_span_id
+            self.sampled = sampled
+            self.baggage = baggage
+        self.tags = {**parent.tags, **tags} if tags else parent.tags
+        if parent.breadcrumbs is None:
+            parent.breadcrumbs = deque(maxlen=MAX_BREADCRUMBS)
+        self.breadcrumbs = parent.breadcrumbs
+
+    @property
+    def trace_id(self) -> str:
+        """The unit's trace id: the incoming one, else a new one made on first use."""
+        if self._trace_id is None:
+            self._trace_id = new_trace_id()
+        return self._trace_id
+
+    @property
+    def span_id(self) -> str:
+        """The unit's own span id: the parent of whatever it sends on."""
+        if self._span_id is None:
+            self._span_id = new_span_id()
+        return self._span_id
+
+    @span_id.setter
+    def span_id(self, value: str) -> None:
+        self._span_id = value
+
+    def add_breadcrumb(self, crumb: dict[str, Any]) -> None:
+        if self.breadcrumbs is None:
+            self.breadcrumbs = deque(maxlen=MAX_BREADCRUMBS)
+        self.breadcrumbs.append(crumb)
+
+
+_current: ContextVar[Unit | None] = ContextVar("obskit_unit", default=None)
+
+# Tag names used by the kit itself, checked once here instead of on every bind.
+_KNOWN_KEYS = frozenset(
+    {"task", "task_id", "queue", "retries", "topic", "partition", "offset", "consumer_group", "rule", "component"}
+)
+
+
+def current() -> Unit | None:
+    """The unit of work the caller runs in, or None outside any."""
+    return _current.get()
+
+
+class bind:
+    """Bind a unit of work's user, trace and tags for the duration of a ``with`` block.
+
+    Outside any unit it starts a new one (fresh breadcrumbs, the given trace or a new one); inside
+    one it refines it. On exit everything is undone: nothing leaks into the next unit. Safe in
+    threads and asyncio tasks (contextvars).
+    """
+
+    __slots__ = ("_token", "_unit")
+
+    def __init__(
+        self,
+        user_id: object = None,
+        trace_id: str | None = None,
+        *,
+        parent_span_id: str | None = None,
+        sampled: bool | None = None,
+        baggage: str | None = None,
+        **tags: Any,
+    ) -> None:
+        for key in tags.keys() - _KNOWN_KEYS:
+            check_key(key)
+        self._unit = Unit(
+            _current.get(),
+            None if user_id is None else str(user_id),
+            trace_id,
+            parent_span_id,
+            sampled,
+            baggage,
+            tags,
+        )
+        self._token: Token[Unit | None] | None = None
+
+    def __enter__(self) -> Unit:
+        self._token = _current.set(self._unit)
+        return self._unit
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._token is not None:
+            _current.reset(self._token)
+            self._token = None

@@ -1,0 +1,191 @@
+"""Trace and user propagation through message headers.
+
+Writes and reads Sentry's ``sentry-trace`` and ``baggage`` and W3C ``traceparent`` (sentry-sdk 2.x
+neither reads nor writes it), plus a user id header. Carriers are a dict (Celery headers) or a list
+of ``(key, bytes)`` tuples (Kafka headers).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import MutableMapping
+from dataclasses import dataclass
+from typing import Any
+
+from observability.context import Unit, bind, current
+
+__all__ = [
+    "BAGGAGE",
+    "SENTRY_TRACE",
+    "TRACEPARENT",
+    "USER_ID",
+    "Incoming",
+    "bind_incoming",
+    "extract",
+    "inject",
+    "outgoing_headers",
+]
+
+SENTRY_TRACE = "sentry-trace"
+BAGGAGE = "baggage"
+TRACEPARENT = "traceparent"
+USER_ID = "x-user-id"
+
+_HEX32 = re.compile(r"^[0-9a-f]{32}$")
+_HEX16 = re.compile(r"^[0-9a-f]{16}$")
+_ZERO_TRACE = "0" * 32
+_ZERO_SPAN = "0" * 16
+
+KafkaHeaders = list[tuple[str, bytes]]
+Carrier = MutableMapping[str, Any] | KafkaHeaders
+
+# Sentry baggage items that stay the same for every message a process sends; set by init().
+_baggage_static = ""
+
+
+def set_static_baggage(*, public_key: str | None, release: str | None, environment: str | None) -> None:
+    """Remember the process-wide part of the baggage header (called by init)."""
+    global _baggage_static  # noqa: PLW0603
+    items = [
+        f"sentry-{k}={v}"
+        for k, v in (("public_key", public_key), ("release", release), ("environment", environment))
+        if v
+    ]
+    _baggage_static = ",".join(item.replace(" ", "%20") for item in items)
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """What a message carried: the trace to continue and the user it was for."""
+
+    trace_id: str | None = None
+    parent_span_id: str | None = None
+    parent_sampled: bool | None = None
+    baggage: str | None = None
+    user_id: str | None = None
+
+
+def _parse_sentry_trace(value: str) -> tuple[str, str, bool | None] | None:
+    parts = value.strip().split("-")
+    if len(parts) < 2 or not _HEX32.match(parts[0]) or not _HEX16.match(parts[1]):
+        return None
+    sampled = None
+    if len(parts) > 2:
+        sampled = True if parts[2] == "1" else False if parts[2] == "0" else None
+    return parts[0], parts[1], sampled
+
+
+def _parse_traceparent(value: str) -> tuple[str, str, bool | None] | None:
+    parts = value.strip().split("-")
+    if len(parts) < 4 or parts[0] == "ff" or len(parts[0]) != 2:
+        return None
+    trace_id, span_id, flags = parts[1], parts[2], parts[3]
+    if not _HEX32.match(trace_id) or trace_id == _ZERO_TRACE or not _HEX16.match(span_id) or span_id == _ZERO_SPAN:
+        return None
+    try:
+        sampled_flag = int(flags, 16) & 1
+    except ValueError:
+        return None
+    # Flag 0 means "the caller did not record", not "never sample": leave the decision to us.
+    return trace_id, span_id, True if sampled_flag else None
+
+
+def _text(value: object) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bytes | bytearray | memoryview):
+        try:
+            return bytes(value).decode()
+        except UnicodeDecodeError:
+            return None
+    return str(value)
+
+
+def extract(carrier: Carrier | None) -> Incoming:
+    """Read trace and user headers; unknown or malformed headers are ignored (a new trace starts)."""
+    if not carrier:
+        return Incoming()
+    sentry_trace = baggage = traceparent = user_id = None
+    items = carrier.items() if isinstance(carrier, MutableMapping) else carrier
+    for key, value in items:
+        lowered = key.lower() if isinstance(key, str) else key
+        if lowered == SENTRY_TRACE:
+            sentry_trace = _text(value)
+        elif lowered == BAGGAGE:
+            baggage = _text(value)
+        elif lowered == TRACEPARENT:
+            traceparent = _text(value)
+        elif lowered == USER_ID:
+            user_id = _text(value)
+    parsed = (_parse_sentry_trace(sentry_trace) if sentry_trace else None) or (
+        _parse_traceparent(traceparent) if traceparent else None
+    )
+    if parsed is None:
+        return Incoming(user_id=user_id or None)
+    trace_id, span_id, sampled = parsed
+    return Incoming(trace_id, span_id, sampled, baggage, user_id or None)
+
+
+def bind_incoming(incoming: Incoming, *, sampled: bool | None = None, **tags: Any) -> bind:
+    """Bind a unit of work that continues the incoming trace and user."""
+    return bind(
+        user_id=incoming.user_id,
+        trace_id=incoming.trace_id,
+        parent_span_id=incoming.parent_span_id,
+        sampled=incoming.parent_sampled if sampled is None else sampled,
+        baggage=incoming.baggage,
+        **tags,
+    )
+
+
+def outgoing_headers(unit: Unit | None = None) -> dict[str, str]:
+    """The headers that carry the current unit's trace and user to the next unit of work."""
+    unit = unit if unit is not None else current()
+    if unit is None:
+        return _sdk_headers()
+    trace_id, span_id, sampled = unit.trace_id, unit.span_id, unit.sampled
+    suffix = "" if sampled is None else ("-1" if sampled else "-0")
+    headers = {
+        SENTRY_TRACE: f"{trace_id}-{span_id}{suffix}",
+        TRACEPARENT: f"00-{trace_id}-{span_id}-{'01' if sampled else '00'}",
+    }
+    if unit.baggage and "sentry-trace_id=" in unit.baggage:
+        # The trace's dynamic sampling context is frozen by its head: pass it on unchanged.
+        headers[BAGGAGE] = unit.baggage
+    else:
+        sampled_item = "" if sampled is None else f",sentry-sampled={'true' if sampled else 'false'}"
+        static = f",{_baggage_static}" if _baggage_static else ""
+        headers[BAGGAGE] = f"sentry-trace_id={trace_id}{static}{sampled_item}"
+    if unit.user_id is not None:
+        headers[USER_ID] = unit.user_id
+    return headers
+
+
+def _sdk_headers() -> dict[str, str]:
+    """Outside any unit, continue whatever trace the Sentry SDK has (a web request, a script)."""
+    import sentry_sdk
+
+    headers: dict[str, str] = {}
+    traceparent = sentry_sdk.get_traceparent()
+    if traceparent:
+        headers[SENTRY_TRACE] = traceparent
+        parsed = _parse_sentry_trace(traceparent)
+        if parsed:
+            trace_id, span_id, sampled = parsed
+            headers[TRACEPARENT] = f"00-{trace_id}-{span_id}-{'01' if sampled else '00'}"
+    baggage = sentry_sdk.get_baggage()
+    if baggage:
+        headers[BAGGAGE] = baggage
+    return headers
+
+
+def inject(carrier: Carrier, unit: Unit | None = None) -> Carrier:
+    """Add the trace and user headers to ``carrier`` (replacing ours if present) and return it."""
+    headers = outgoing_headers(unit)
+    if isinstance(carrier, MutableMapping):
+        carrier.update(headers)
+        return carrier
+    if any(key in headers for key, _ in carrier):
+        carrier[:] = [(key, value) for key, value in carrier if key not in headers]
+    carrier.extend((key, value.encode()) for key, value in headers.items())
+    return carrier

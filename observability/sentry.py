@@ -1,0 +1,377 @@
+"""Sentry set up from the environment, with the kit's event pipeline, sampler and transport.
+
+``init()`` is the only place that calls ``sentry_sdk.init``. It picks the SDK's integrations
+explicitly (never the auto-enabled Celery or Redis ones), tags every event with the schema, keeps
+each unit of work's breadcrumbs to itself, and counts what the SDK drops.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import sentry_sdk
+from prometheus_client import CollectorRegistry
+from sentry_sdk.integrations import Integration
+from sentry_sdk.transport import HttpTransport, Transport
+
+from observability import propagation
+from observability.config import Settings
+from observability.context import Unit, current
+from observability.metrics import Metrics
+from observability.tags import tag_value
+
+__all__ = [
+    "INTEGRATIONS",
+    "EventProcessor",
+    "Runtime",
+    "Sampler",
+    "init",
+    "runtime",
+    "shutdown",
+    "start_transaction",
+]
+
+logger = logging.getLogger(__name__)
+
+Event = dict[str, Any]
+Hint = dict[str, Any]
+EventProcessor = Callable[[Event, Hint], Event | None]
+
+# The SDK integrations the kit runs with, and only these. Celery, Redis and the other auto-enabling
+# integrations stay off: the kit instruments Celery and Kafka itself, and a breadcrumb per Redis
+# command would bury the ones that matter.
+INTEGRATIONS = ("argv", "atexit", "dedupe", "excepthook", "logging", "modules", "stdlib", "threading")
+
+
+class Sampler:
+    """One sampling decision for every unit: the configured rate, per-name overrides, and a cap on how
+    many already-sampled incoming traces per second are continued as sampled."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._default = settings.traces_sample_rate
+        self._rates = dict(settings.traces_sample_rates)
+        self._capacity = settings.traces_incoming_max_per_s
+        self._tokens = self._capacity
+        self._refilled = time.monotonic()
+        self._lock = threading.Lock()
+        self._random = random.random
+
+    def rate_for(self, name: str | None) -> float:
+        return self._rates.get(name, self._default) if name else self._default
+
+    def _take_incoming(self) -> bool:
+        with self._lock:
+            now = time.monotonic()
+            self._tokens = min(self._capacity, self._tokens + (now - self._refilled) * self._capacity)
+            self._refilled = now
+            if self._tokens >= 1.0:
+                self._tokens -= 1.0
+                return True
+            return False
+
+    def decide(self, name: str | None, parent_sampled: bool | None) -> bool:
+        """Whether this unit gets a transaction. An unsampled parent is honoured; a sampled one is, up to the cap."""
+        if parent_sampled is False:
+            return False
+        if parent_sampled and self._take_incoming():
+            return True
+        rate = self._rates.get(name, self._default) if name else self._default
+        return rate > 0.0 and (rate >= 1.0 or self._random() < rate)
+
+    def __call__(self, sampling_context: dict[str, Any]) -> float:
+        """The SDK's ``traces_sampler``: the same decision for transactions the SDK starts itself."""
+        name = (sampling_context.get("transaction_context") or {}).get("name")
+        return 1.0 if self.decide(name, sampling_context.get("parent_sampled")) else 0.0
+
+
+def _enricher(settings: Settings) -> EventProcessor:
+    """Tag the event with the schema and the current unit's user, trace and breadcrumbs."""
+    service, env = tag_value(settings.service), tag_value(settings.environment)
+
+    def enrich(event: Event, hint: Hint) -> Event:
+        tags = event.get("tags")
+        if not isinstance(tags, dict):
+            tags = event["tags"] = dict(tags or {})
+        tags["service"] = service
+        tags["env"] = env
+        contexts = event.setdefault("contexts", {})
+        trace = contexts.setdefault("trace", {})
+        unit = current()
+        if unit is not None:
+            _apply_unit(event, tags, trace, unit)
+        trace_id = trace.get("trace_id")
+        if trace_id:
+            tags["trace_id"] = trace_id
+        for key, value in tags.items():
+            if not isinstance(value, str) or len(value) > 200 or "\n" in value:
+                tags[key] = tag_value(value)
+        return event
+
+    return enrich
+
+
+def _apply_unit(event: Event, tags: dict[str, Any], trace: dict[str, Any], unit: Unit) -> None:
+    for key, value in unit.tags.items():
+        tags[key] = value
+    if unit.user_id is not None:
+        tags["user_id"] = unit.user_id
+        user = event.get("user")
+        if not isinstance(user, dict):
+            user = event["user"] = {}
+        user["id"] = unit.user_id
+        if unit.user_fields:
+            user.update(unit.user_fields)
+    if trace.get("trace_id") != unit.trace_id:
+        # The SDK filled in its per-thread propagation context; this event belongs to the unit's trace.
+        trace.clear()
+        trace.update(trace_id=unit.trace_id, span_id=unit.span_id)
+        if unit.parent_span_id:
+            trace["parent_span_id"] = unit.parent_span_id
+    if event.get("type") != "transaction":
+        crumbs = list(unit.breadcrumbs) if unit.breadcrumbs else []
+        event["breadcrumbs"] = {"values": crumbs}
+
+
+def _pipeline(processors: Sequence[EventProcessor], metrics: Metrics, service: str) -> EventProcessor:
+    """Run processors in order; one returning None drops the event. The kit's own failure never loses it."""
+
+    def run(event: Event, hint: Hint) -> Event | None:
+        for processor in processors:
+            try:
+                result = processor(event, hint)
+            except Exception:
+                logger.exception("obskit event processor %s failed", getattr(processor, "__name__", processor))
+                metrics.internal_errors.labels(service, "event_pipeline").inc()
+                continue
+            if result is None:
+                return None
+            event = result
+        return event
+
+    return run
+
+
+def _breadcrumb_router(before: EventProcessor | None) -> Callable[[dict[str, Any], Hint], dict[str, Any] | None]:
+    """Inside a unit of work, keep breadcrumbs in the unit's own buffer so none leak into the next unit."""
+
+    def route(crumb: dict[str, Any], hint: Hint) -> dict[str, Any] | None:
+        if before is not None:
+            result = before(crumb, hint)
+            if result is None:
+                return None
+            crumb = result
+        unit = current()
+        if unit is None:
+            return crumb
+        unit.add_breadcrumb(crumb)
+        return None
+
+    return route
+
+
+def _counting_transport(metrics: Metrics, service: str) -> type[Transport]:
+    dropped = metrics.sentry_events_dropped
+
+    class CountingTransport(HttpTransport):
+        """The SDK's HTTP transport, counting what it drops (full queue, network error, rate limit)."""
+
+        def record_lost_event(self, reason: str, data_category: Any = None, item: Any = None, **kwargs: Any) -> None:
+            category = item.data_category if item is not None else data_category
+            if category in ("error", "transaction", "default"):
+                dropped.labels(service, reason).inc(kwargs.get("quantity", 1) if item is None else 1)
+            super().record_lost_event(reason, data_category, item, **kwargs)
+
+    return CountingTransport
+
+
+def _integrations(settings: Settings) -> list[Integration]:
+    from sentry_sdk.integrations.argv import ArgvIntegration
+    from sentry_sdk.integrations.atexit import AtexitIntegration
+    from sentry_sdk.integrations.dedupe import DedupeIntegration
+    from sentry_sdk.integrations.excepthook import ExcepthookIntegration
+    from sentry_sdk.integrations.logging import LoggingIntegration
+    from sentry_sdk.integrations.modules import ModulesIntegration
+    from sentry_sdk.integrations.stdlib import StdlibIntegration
+    from sentry_sdk.integrations.threading import ThreadingIntegration
+
+    return [
+        ArgvIntegration(),
+        AtexitIntegration(),
+        DedupeIntegration(),
+        ExcepthookIntegration(),
+        LoggingIntegration(level=settings.log_breadcrumb_levelno, event_level=settings.log_event_levelno),
+        ModulesIntegration(),
+        StdlibIntegration(),
+        ThreadingIntegration(propagate_scope=True),
+    ]
+
+
+@dataclass
+class Runtime:
+    """What init() set up; the rest of the kit reads it through :func:`runtime`."""
+
+    settings: Settings
+    metrics: Metrics
+    sampler: Sampler
+    sentry_enabled: bool
+    event_processors: list[EventProcessor] = field(default_factory=list)
+
+
+_runtime: Runtime | None = None
+_lock = threading.Lock()
+
+
+def runtime() -> Runtime:
+    """The kit's state after init(); a clear error before it."""
+    if _runtime is None:
+        message = "observability.init() has not been called"
+        raise RuntimeError(message)
+    return _runtime
+
+
+def init(
+    service: str | None = None,
+    *,
+    registry: CollectorRegistry | None = None,
+    transport: type[Transport] | Callable[..., Any] | None = None,
+    environ: dict[str, str] | None = None,
+    processors: Sequence[EventProcessor] = (),
+    **overrides: Any,
+) -> Runtime:
+    """Set up Sentry, metrics and sampling from the environment; idempotent for the same settings.
+
+    ``overrides`` are :class:`Settings` fields and win over the environment. ``transport`` and
+    ``registry`` are for tests (an in-memory transport, a fresh registry).
+    """
+    global _runtime  # noqa: PLW0603
+    if service is not None:
+        overrides["service"] = service
+    settings = Settings.from_env(environ, **overrides)
+    with _lock:
+        if (
+            _runtime is not None
+            and _runtime.settings == settings
+            and transport is None
+            and registry is None
+            and not processors
+        ):
+            return _runtime
+        if _runtime is not None and _runtime.sentry_enabled:
+            _close(settings.shutdown_timeout_s)
+        from prometheus_client import REGISTRY
+
+        metrics = Metrics.for_registry(REGISTRY if registry is None else registry)
+        sampler = Sampler(settings)
+        rt = Runtime(settings=settings, metrics=metrics, sampler=sampler, sentry_enabled=bool(settings.dsn))
+        rt.event_processors = [_enricher(settings), *processors]
+        public_key = urlsplit(settings.dsn).username if settings.dsn else None
+        propagation.set_static_baggage(
+            public_key=public_key, release=settings.release, environment=settings.environment
+        )
+        from observability.logs import install_record_factory
+
+        install_record_factory()
+        if settings.dsn:
+            _sdk_init(settings, rt, transport)
+            logger.info(
+                "Sentry initialized for environment: %s (release %s, service %s)",
+                settings.environment,
+                settings.release,
+                settings.service,
+            )
+        else:
+            logger.info(
+                "Sentry disabled: SENTRY_DSN is not set (service %s); metrics and SLOs still work", settings.service
+            )
+        _runtime = rt
+        return rt
+
+
+def _sdk_init(settings: Settings, rt: Runtime, transport: type[Transport] | Callable[..., Any] | None) -> None:
+    # The SDK types events as a TypedDict; the pipeline works on plain dicts, which is what it passes.
+    pipeline: Any = _pipeline(rt.event_processors, rt.metrics, settings.service)
+    sentry_sdk.init(
+        dsn=settings.dsn,
+        environment=settings.environment,
+        release=settings.release,
+        debug=settings.debug,
+        default_integrations=False,
+        auto_enabling_integrations=False,
+        integrations=_integrations(settings),
+        traces_sampler=rt.sampler,
+        profiles_sample_rate=settings.profiles_sample_rate or None,
+        **_pii_options(settings.send_default_pii),
+        max_breadcrumbs=100,
+        transport=transport or _counting_transport(rt.metrics, settings.service),
+        transport_queue_size=settings.sentry_queue_size,
+        shutdown_timeout=settings.shutdown_timeout_s,
+        before_send=pipeline,
+        before_send_transaction=pipeline,
+        before_breadcrumb=_breadcrumb_router(None),
+    )
+
+
+def _pii_options(opted_in: bool) -> dict[str, Any]:
+    """User email and IP only when the app opts in; newer 2.x SDKs spell that ``data_collection``."""
+    if not opted_in:
+        return {}
+    import inspect
+
+    from sentry_sdk.consts import ClientConstructor
+
+    if "data_collection" in inspect.signature(ClientConstructor.__init__).parameters:
+        return {"data_collection": {"user_info": True}}
+    return {"send_default_pii": True}
+
+
+def _close(timeout_s: float) -> None:
+    client = sentry_sdk.get_client()
+    if client.is_active():
+        client.close(timeout=timeout_s)
+
+
+def shutdown(timeout_s: float | None = None) -> None:
+    """Flush what is queued for Sentry, waiting at most ``timeout_s`` (default: the configured timeout)."""
+    global _runtime  # noqa: PLW0603
+    with _lock:
+        if _runtime is None:
+            return
+        timeout = _runtime.settings.shutdown_timeout_s if timeout_s is None else timeout_s
+        if _runtime.sentry_enabled:
+            _close(timeout)
+        _runtime = None
+
+
+def flush(timeout_s: float | None = None) -> None:
+    """Send what is queued for Sentry now, waiting at most ``timeout_s``; the kit stays set up."""
+    rt = _runtime
+    if rt is not None and rt.sentry_enabled:
+        sentry_sdk.flush(timeout=rt.settings.shutdown_timeout_s if timeout_s is None else timeout_s)
+
+
+def start_transaction(unit: Unit, *, op: str, name: str, source: str = "task") -> Any:
+    """A transaction for a sampled unit, continuing its trace: its span id is the unit's, so whatever the
+    unit sends on is a child of it. Use as a context manager."""
+    from sentry_sdk.tracing import Transaction
+    from sentry_sdk.tracing_utils import Baggage
+
+    baggage = Baggage.from_incoming_header(unit.baggage) if unit.baggage else None
+    transaction = Transaction(
+        name=name,
+        op=op,
+        source=source,
+        trace_id=unit.trace_id,
+        span_id=unit.span_id,
+        parent_span_id=unit.parent_span_id,
+        sampled=True,
+        baggage=baggage,
+    )
+    unit.sampled = True
+    return sentry_sdk.start_transaction(transaction)

@@ -1,0 +1,121 @@
+"""Session fixtures that hand tests real services.
+
+For each service, in order: test-only variables (``OBSKIT_TEST_REDIS_URL`` and the like, printed by
+``obskit devstack env --prefix OBSKIT_TEST_``) when a user points the suite at services of their own;
+else the devstack, started for the session in a temporary directory and stopped at its end. The app's
+own variables (``REDIS_URL``, ``SENTRY_DSN``) are never read here, so a test cannot reach a user's real
+services by accident. With ``OBSKIT_REQUIRE_SERVICES=1`` (set by ``.ci/run``) a missing service fails
+the test instead of skipping it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from observability.devstack import Devstack
+from observability.errors import DevstackError
+
+# The variables that point the suite at a user's own service, per devstack service.
+TEST_VARIABLES = {
+    "redis": ("OBSKIT_TEST_REDIS_URL",),
+    "kafka": ("OBSKIT_TEST_KAFKA_BOOTSTRAP_SERVERS",),
+    "bugsink": (
+        "OBSKIT_TEST_SENTRY_DSN",
+        "OBSKIT_TEST_SENTRY_URL",
+        "OBSKIT_TEST_SENTRY_AUTH_TOKEN",
+        "OBSKIT_TEST_SENTRY_PROJECT",
+        "OBSKIT_TEST_OBSKIT_SENTRY_API",
+    ),
+    "prometheus": ("OBSKIT_TEST_PROMETHEUS_URL",),
+    "alertmanager": ("OBSKIT_TEST_ALERTMANAGER_URL",),
+}
+
+
+@dataclass(frozen=True)
+class SentryServer:
+    dsn: str
+    url: str
+    token: str
+    project: str
+    api: str  # "bugsink" or "sentry": which web API the server speaks
+
+
+@dataclass(frozen=True)
+class PrometheusServer:
+    url: str
+    # Where file-discovered targets and rule files go; None for a user's own Prometheus.
+    dir: Path | None
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/integration/" in item.nodeid.replace(os.sep, "/"):
+            item.add_marker(pytest.mark.integration)
+
+
+class _Services:
+    """Starts each devstack service the first time a test asks for it."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.stack = Devstack(tmp / "devstack")
+
+    def get(self, name: str) -> dict[str, str]:
+        variables = TEST_VARIABLES[name]
+        given = {v.removeprefix("OBSKIT_TEST_"): os.environ[v] for v in variables if os.environ.get(v)}
+        if len(given) == len(variables):
+            return given
+        try:
+            self.stack.up([name])
+        except DevstackError as exc:
+            message = f"{name} unavailable: {exc}"
+            if os.environ.get("OBSKIT_REQUIRE_SERVICES") == "1":
+                pytest.fail(message, pytrace=False)
+            pytest.skip(message)
+        return self.stack.env([name])
+
+
+@pytest.fixture(scope="session")
+def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[_Services]:
+    svc = _Services(tmp_path_factory.mktemp("obskit"))
+    yield svc
+    svc.stack.down()
+
+
+@pytest.fixture(scope="session")
+def redis_url(services: _Services) -> str:
+    return services.get("redis")["REDIS_URL"]
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(services: _Services) -> str:
+    return services.get("kafka")["KAFKA_BOOTSTRAP_SERVERS"]
+
+
+@pytest.fixture(scope="session")
+def sentry_server(services: _Services) -> SentryServer:
+    env = services.get("bugsink")
+    return SentryServer(
+        dsn=env["SENTRY_DSN"],
+        url=env["SENTRY_URL"],
+        token=env["SENTRY_AUTH_TOKEN"],
+        project=env["SENTRY_PROJECT"],
+        api=env["OBSKIT_SENTRY_API"],
+    )
+
+
+@pytest.fixture(scope="session")
+def prometheus(services: _Services, alertmanager_url: str) -> PrometheusServer:
+    # Asking for Alertmanager first means the devstack's Prometheus starts wired to it.
+    env = services.get("prometheus")
+    own_dir = None if os.environ.get("OBSKIT_TEST_PROMETHEUS_URL") else services.stack.context("prometheus").dir
+    return PrometheusServer(url=env["PROMETHEUS_URL"], dir=own_dir)
+
+
+@pytest.fixture(scope="session")
+def alertmanager_url(services: _Services) -> str:
+    return services.get("alertmanager")["ALERTMANAGER_URL"]

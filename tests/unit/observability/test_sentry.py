@@ -1,0 +1,248 @@
+"""The event pipeline, tags, integrations and sampling, against an in-memory transport."""
+
+import asyncio
+import logging
+import threading
+
+import pytest
+import sentry_sdk
+
+import observability as obs
+from observability.config import Settings
+from observability.sentry import INTEGRATIONS, Sampler
+from observability.testing import CapturedEvents
+
+
+def test_only_the_chosen_integrations_are_active_even_with_celery_and_redis_installed(
+    obskit_events: CapturedEvents,
+) -> None:
+    import celery  # noqa: F401  (installed, so the SDK would auto-enable its integration)
+    import redis  # noqa: F401
+
+    assert sorted(sentry_sdk.get_client().integrations) == sorted(INTEGRATIONS)
+
+
+def test_release_is_the_event_field_never_a_tag() -> None:
+    from observability.testing import capture_transport
+
+    sink = CapturedEvents()
+    try:
+        obs.init(
+            "svc",
+            environ={"SENTRY_DSN": "http://k@127.0.0.1:9/1", "SENTRY_RELEASE": "svc@1.0"},
+            transport=capture_transport(sink),
+            registry=sink.registry,
+        )
+        obs.capture_message("m")
+    finally:
+        obs.shutdown()
+    (event,) = sink
+    assert event["release"] == "svc@1.0"
+    assert "release" not in event["tags"]
+    assert event["environment"] == "development"
+
+
+def test_unit_tags_user_and_trace_are_on_the_event(obskit_events: CapturedEvents) -> None:
+    with obs.bind(user_id=42, component="billing") as unit:
+        obs.capture_message("hello")
+    (event,) = obskit_events
+    assert event["tags"]["service"] == "test"
+    assert event["tags"]["env"] == "development"
+    assert event["tags"]["user_id"] == "42"
+    assert event["tags"]["component"] == "billing"
+    assert event["user"]["id"] == "42"
+    assert event["tags"]["trace_id"] == unit.trace_id == event["contexts"]["trace"]["trace_id"]
+    for reserved in ("release", "user", "dist"):
+        assert reserved not in event["tags"]
+
+
+def test_nothing_leaks_into_the_next_unit(obskit_events: CapturedEvents) -> None:
+    with obs.bind(user_id=1, component="a"):
+        obs.add_breadcrumb("task", "first unit step")
+        obs.capture_message("one")
+    with obs.bind():
+        obs.capture_message("two")
+    obs.capture_message("outside")
+    first, second, outside = obskit_events
+    assert [c["message"] for c in first["breadcrumbs"]["values"]] == ["first unit step"]
+    assert second["breadcrumbs"]["values"] == []
+    for event in (second, outside):
+        assert "user_id" not in event["tags"]
+        assert "component" not in event["tags"]
+        assert "id" not in (event.get("user") or {})
+    assert first["tags"]["trace_id"] != second["tags"]["trace_id"]
+
+
+def test_log_breadcrumbs_go_to_the_unit_and_errors_become_events(obskit_events: CapturedEvents) -> None:
+    log = logging.getLogger("app.payments")
+    log.setLevel(logging.INFO)
+    with obs.bind(user_id=5) as unit:
+        log.info("charging card")
+        log.error("charge failed for order %s", 17)
+    (event,) = obskit_events
+    assert event["logentry"]["message"] == "charge failed for order %s"
+    assert any(c.get("message") == "charging card" for c in event["breadcrumbs"]["values"])
+    assert event["tags"]["trace_id"] == unit.trace_id
+
+
+def test_log_records_carry_trace_and_user_ids(obskit_events: CapturedEvents) -> None:
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    log = logging.getLogger("app.ids")
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    try:
+        with obs.bind(user_id=9) as unit:
+            log.info("inside")
+        log.info("outside")
+    finally:
+        log.removeHandler(handler)
+    assert (records[0].trace_id, records[0].user_id) == (unit.trace_id, "9")  # type: ignore[attr-defined]
+    assert (records[1].trace_id, records[1].user_id) == ("-", "-")  # type: ignore[attr-defined]
+
+
+def test_units_in_threads_do_not_see_each_other(obskit_events: CapturedEvents) -> None:
+    barrier = threading.Barrier(2)
+
+    def work(user: str) -> None:
+        with obs.bind(user_id=user):
+            barrier.wait()
+            obs.capture_message(f"from {user}")
+
+    threads = [threading.Thread(target=work, args=(u,)) for u in ("a", "b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    by_message = {e["message"]: e for e in obskit_events}
+    assert by_message["from a"]["tags"]["user_id"] == "a"
+    assert by_message["from b"]["tags"]["user_id"] == "b"
+
+
+def test_units_in_asyncio_tasks_do_not_see_each_other(obskit_events: CapturedEvents) -> None:
+    async def work(user: str) -> None:
+        with obs.bind(user_id=user):
+            await asyncio.sleep(0.01)
+            obs.capture_message(f"from {user}")
+
+    async def main() -> None:
+        await asyncio.gather(work("x"), work("y"))
+
+    asyncio.run(main())
+    by_message = {e["message"]: e for e in obskit_events}
+    assert by_message["from x"]["tags"]["user_id"] == "x"
+    assert by_message["from y"]["tags"]["user_id"] == "y"
+
+
+def test_tag_values_are_cut_to_sentry_limits(obskit_events: CapturedEvents) -> None:
+    with obs.bind(user_id="u" * 500, component="line one\nline two"):
+        obs.capture_message("long")
+    (event,) = obskit_events
+    assert len(event["tags"]["user_id"]) == 200
+    assert event["tags"]["component"] == "line one line two"
+
+
+@pytest.mark.parametrize("name", ["release", "user", "dist", "x" * 33, "has space"])
+def test_tags_sentry_would_drop_are_refused_with_a_clear_error(name: str) -> None:
+    with pytest.raises(ValueError, match=repr(name)):
+        obs.bind(**{name: "v"})
+
+
+def test_capture_exception_counts_by_type_and_sends_context(obskit_events: CapturedEvents) -> None:
+    try:
+        raise KeyError("order")
+    except KeyError as exc:
+        event_id = obs.capture_exception(exc, context={"order_id": 7}, attempt=2)
+    (event,) = obskit_events.errors
+    assert event["event_id"] == event_id
+    assert event["extra"]["order_id"] == 7
+    assert event["extra"]["attempt"] == 2
+    labels = {"service": "test", "env": "development", "error_type": "KeyError"}
+    assert obskit_events.metric("obskit_errors_total", labels) == 1
+
+
+def test_set_user_email_only_with_pii_opt_in(obskit_events: CapturedEvents) -> None:
+    with obs.bind():
+        obs.set_user(3, email="a@example.com")
+        obs.capture_message("no pii")
+    (event,) = obskit_events
+    assert event["user"] == {"id": "3"}
+
+
+def test_span_is_a_noop_without_a_sampled_transaction(obskit_events: CapturedEvents) -> None:
+    with obs.span("db.query", "select 1") as span:
+        assert span is None
+
+
+def test_no_dsn_means_sentry_off_and_everything_else_works(caplog: pytest.LogCaptureFixture) -> None:
+    from prometheus_client import CollectorRegistry
+
+    caplog.set_level(logging.INFO, logger="observability.sentry")
+    registry = CollectorRegistry()
+    try:
+        rt = obs.init("no-dsn", environ={}, registry=registry)
+        assert not rt.sentry_enabled
+        assert obs.capture_message("ignored") is None
+        assert obs.report_business_failure("limit", "over the limit") is None
+        labels = {"service": "no-dsn", "rule": "limit"}
+        assert registry.get_sample_value("obskit_business_failures_total", labels) == 1
+        assert [r.message for r in caplog.records if "Sentry disabled" in r.message]
+    finally:
+        obs.shutdown()
+
+
+def test_init_is_idempotent_for_the_same_settings() -> None:
+    try:
+        first = obs.init("same", environ={})
+        assert obs.init("same", environ={}) is first
+    finally:
+        obs.shutdown()
+
+
+def test_init_logs_one_line_with_environment_release_and_service(caplog: pytest.LogCaptureFixture) -> None:
+    from observability.testing import capture_transport
+
+    caplog.set_level(logging.INFO, logger="observability.sentry")
+    try:
+        obs.init(
+            "svc",
+            environ={"SENTRY_DSN": "http://k@127.0.0.1:9/1", "SENTRY_ENVIRONMENT": "prod", "SENTRY_RELEASE": "svc@9"},
+            transport=capture_transport(CapturedEvents()),
+        )
+    finally:
+        obs.shutdown()
+    lines = [r.getMessage() for r in caplog.records if r.name == "observability.sentry"]
+    assert lines == ["Sentry initialized for environment: prod (release svc@9, service svc)"]
+
+
+class TestSampler:
+    def make(self, **kw: object) -> Sampler:
+        return Sampler(Settings(service="s", **kw))  # type: ignore[arg-type]
+
+    def test_rate_zero_never_samples_and_rate_one_always(self) -> None:
+        assert not any(self.make(traces_sample_rate=0.0).decide("x", None) for _ in range(1000))
+        assert all(self.make(traces_sample_rate=1.0).decide("x", None) for _ in range(1000))
+
+    def test_rate_is_applied_statistically(self) -> None:
+        sampler = self.make(traces_sample_rate=0.1)
+        hits = sum(sampler.decide("x", None) for _ in range(20_000))
+        assert 1600 < hits < 2400
+
+    def test_per_name_override(self) -> None:
+        sampler = self.make(traces_sample_rate=0.0, traces_sample_rates={"topic:payments": 1.0})
+        assert sampler.decide("topic:payments", None)
+        assert not sampler.decide("topic:other", None)
+
+    def test_unsampled_parent_is_honoured(self) -> None:
+        assert not self.make(traces_sample_rate=1.0).decide("x", False)
+
+    def test_incoming_sampled_traces_are_capped(self) -> None:
+        # A producer sampling at 1.0 sends 1000 sampled messages at once: only the burst cap is continued.
+        sampler = self.make(traces_sample_rate=0.0, traces_incoming_max_per_s=5.0)
+        assert sum(sampler.decide("x", True) for _ in range(1000)) == 5
+
+    def test_sdk_sampler_hook_uses_the_same_decision(self) -> None:
+        sampler = self.make(traces_sample_rate=0.0)
+        assert sampler({"transaction_context": {"name": "x"}, "parent_sampled": None}) == 0.0
+        assert sampler({"transaction_context": {"name": "x"}, "parent_sampled": False}) == 0.0
