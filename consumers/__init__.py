@@ -1,0 +1,1 @@
+"""Kafka consumers and producer (confluent-kafka) wired onto ``observability``, with a dead-letter topic."""

@@ -1,0 +1,1 @@
+"""The Celery app (Redis broker) wired onto ``observability``."""
