@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shlex
 import sys
 from collections.abc import Iterator
@@ -149,8 +150,6 @@ def _settings(service: str | None) -> Any:
 
 
 def _default_service() -> str:
-    import os
-
     return os.environ.get("SERVICE_NAME") or "obskit-cli"
 
 
@@ -210,6 +209,111 @@ def test_sentry(kind: str, service: str | None, user_id: str, timeout_s: float) 
         )
     if not ok:
         sys.exit(1)
+
+
+# -- SLO -----------------------------------------------------------------------------------------
+
+
+def _slo_source(redis_url: str | None, slo_file: Path | None) -> Any:
+    import redis
+
+    from observability.config import parse_redis_url
+    from observability.exporter import SLOSource
+    from observability.slo import load_spec
+    from observability.slo.store import Store
+
+    url = redis_url or os.environ.get("OBSKIT_SLO_REDIS_URL") or os.environ.get("REDIS_URL")
+    if not url:
+        raise ConfigError("OBSKIT_SLO_REDIS_URL", "", "a Redis URL like redis://host:6379/0 (or --redis-url)")
+    client = redis.Redis.from_url(parse_redis_url("--redis-url", url), socket_timeout=5, socket_connect_timeout=2)
+    return SLOSource(Store(client), load_spec(slo_file))
+
+
+_redis_option = click.option("--redis-url", help="Where SLO counts live (default: OBSKIT_SLO_REDIS_URL, REDIS_URL).")
+_slo_file_option = click.option(
+    "--slo-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="OBSKIT_SLO_FILE",
+    help="The SLO spec (YAML); without it every service gets 99.9% over 30d.",
+)
+
+
+@main.command()
+@_redis_option
+@_slo_file_option
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0 in a container).")
+@click.option("--port", type=int, default=9464, show_default=True, envvar="OBSKIT_EXPORTER_PORT")
+def exporter(redis_url: str | None, slo_file: Path | None, host: str, port: int) -> None:
+    """Serve the error-rate SLO: /metrics for Prometheus, / for people, /healthz."""
+    import signal
+    import threading
+
+    from observability.exporter import serve
+
+    with _one_line_errors():
+        source = _slo_source(redis_url, slo_file)
+        try:
+            server, _ = serve(source, host=host, port=port)
+        except OSError as exc:
+            message = f"cannot listen on {host}:{port}: {exc.strerror}"
+            raise ObskitError(message) from None
+    click.echo(f"obskit exporter on http://{host}:{port}/ (metrics at /metrics)")
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+    server.shutdown()
+    server.server_close()
+
+
+@main.group()
+def slo() -> None:
+    """Error-rate SLOs from the counts in Redis."""
+
+
+@slo.command("status")
+@_redis_option
+@_slo_file_option
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def slo_status(redis_url: str | None, slo_file: Path | None, as_json: bool) -> None:
+    """Each service's error ratio, burn rates, budget left and freshness."""
+    from observability.exporter import format_table, status_rows
+
+    with _one_line_errors():
+        source = _slo_source(redis_url, slo_file)
+        try:
+            rows = status_rows(source.reports())
+        except Exception as exc:
+            message = f"cannot read SLO counts from Redis: {exc}"
+            raise ObskitError(message) from None
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+    elif rows:
+        click.echo(format_table(rows))
+    else:
+        click.echo("no service has recorded outcomes yet")
+
+
+# -- benchmarks ----------------------------------------------------------------------------------
+
+
+@main.group()
+def bench() -> None:
+    """Benchmarks that print ratios measured side by side in one run."""
+
+
+@bench.command("slo")
+@_redis_option
+@click.option("--services", type=int, default=100, show_default=True, help="Services to scrape.")
+@click.option("--records", type=int, default=1_000_000, show_default=True, help="Outcomes to record.")
+@click.option("--json", "as_json", is_flag=True)
+def bench_slo(redis_url: str | None, services: int, records: int, as_json: bool) -> None:
+    """Recording cost per outcome and the cost of one scrape of many services x 9 windows."""
+    from observability._bench_slo import run
+
+    with _one_line_errors():
+        result = run(redis_url=redis_url, services=services, records=records)
+    click.echo(json.dumps(result, indent=2) if as_json else "\n".join(f"{k:<40} {v}" for k, v in result.items()))
 
 
 # -- demo ----------------------------------------------------------------------------------------

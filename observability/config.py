@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 from observability.errors import ConfigError
 
-__all__ = ["LOG_LEVELS", "Settings", "parse_dsn"]
+__all__ = ["LOG_LEVELS", "Settings", "parse_dsn", "parse_redis_url"]
 
 T = TypeVar("T")
 
@@ -141,9 +141,14 @@ class Settings:
     sentry_org: str | None = None
     sentry_project: str | None = None
     sentry_api: str = "sentry"
+    # Where SLO outcome counts go (OBSKIT_SLO_REDIS_URL, else REDIS_URL); None: outcomes are not recorded.
+    slo_redis_url: str | None = None
+    slo_flush_interval_s: float = 1.0
+    # How long outcome counts are kept in memory while Redis is unreachable before they are dropped.
+    slo_buffer_s: float = 600.0
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:  # noqa: PLR0915
         """Read and validate the settings; keyword overrides win over the environment."""
         env = os.environ if environ is None else environ
         known = {f.name for f in fields(cls)}
@@ -191,6 +196,14 @@ class Settings:
         read("sentry_org", "SENTRY_ORG", lambda _v, raw: raw.strip())
         read("sentry_project", "SENTRY_PROJECT", lambda _v, raw: raw.strip())
         read("sentry_api", "OBSKIT_SENTRY_API", _api_kind)
+        read("slo_flush_interval_s", "OBSKIT_SLO_FLUSH_INTERVAL_S", _positive)
+        read("slo_buffer_s", "OBSKIT_SLO_BUFFER_S", _positive)
+        if "slo_redis_url" not in overrides:
+            for variable in ("OBSKIT_SLO_REDIS_URL", "REDIS_URL"):
+                raw = env.get(variable, "").strip()
+                if raw:
+                    values["slo_redis_url"] = parse_redis_url(variable, raw)
+                    break
 
         settings = cls(**{**values, **overrides})
         if settings.dsn is not None and "dsn" in overrides:
@@ -220,6 +233,13 @@ class Settings:
     @property
     def log_breadcrumb_levelno(self) -> int:
         return int(logging.getLevelName(self.log_breadcrumb_level))
+
+
+def parse_redis_url(variable: str, raw: str) -> str:
+    """Check a Redis URL's scheme; a ConfigError naming ``variable`` otherwise."""
+    if urlsplit(raw).scheme not in {"redis", "rediss", "unix"}:
+        raise ConfigError(variable, raw, "a Redis URL like redis://host:6379/0")
+    return raw
 
 
 def _api_kind(variable: str, raw: str) -> str:

@@ -13,7 +13,7 @@ from typing import Any, ClassVar, Literal
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
-__all__ = ["CATALOGUE", "FORBIDDEN_LABELS", "MetricSpec", "Metrics"]
+__all__ = ["CATALOGUE", "EXPORTER_CATALOGUE", "FORBIDDEN_LABELS", "MetricSpec", "Metrics", "attribute_name"]
 
 Kind = Literal["counter", "gauge", "histogram"]
 MultiprocessMode = Literal[
@@ -69,14 +69,76 @@ CATALOGUE: tuple[MetricSpec, ...] = (
         ("service", "component"),
         "Errors inside the kit itself, caught so the host application goes on.",
     ),
+    # SLO recording
+    MetricSpec(
+        "obskit_slo_flush_errors_total",
+        "counter",
+        ("service",),
+        "Flushes of SLO outcome counts to Redis that failed (the counts are kept and retried).",
+    ),
+    MetricSpec(
+        "obskit_slo_records_dropped_total",
+        "counter",
+        ("service",),
+        "SLO outcome counts dropped because Redis stayed unreachable longer than the buffer keeps them.",
+    ),
+)
+
+
+def _slo_gauge(name: str, labels: tuple[str, ...], help_text: str) -> MetricSpec:
+    return MetricSpec(name, "gauge", labels, help_text)
+
+
+_SWW = ("service", "env", "window")
+_SE = ("service", "env")
+
+# The SLO exporter's gauges, computed from Redis on every scrape (the exporter is stateless). The alert
+# rules read these; several exporter replicas aggregate with `max without (instance)`.
+EXPORTER_CATALOGUE: tuple[MetricSpec, ...] = (
+    _slo_gauge("obskit_slo_events", _SWW, "Units of work that completed (ok, error, business_failure) in the window."),
+    _slo_gauge("obskit_slo_bad_events", _SWW, "Units in the window whose outcome the SLO counts as bad."),
+    _slo_gauge("obskit_slo_error_ratio", _SWW, "Bad / completed units in the window; 0 when there was no traffic."),
+    _slo_gauge("obskit_slo_burn_rate", _SWW, "Error ratio divided by the error budget (1 - objective)."),
+    _slo_gauge(
+        "obskit_slo_traffic_sufficient", _SWW, "1 when the window has at least min_events units (enough to page)."
+    ),
+    _slo_gauge(
+        "obskit_slo_outcome_events", (*_SWW, "outcome"), "Units per outcome in the window (retried, rejected, ...)."
+    ),
+    _slo_gauge("obskit_slo_objective_ratio", _SE, "The SLO's objective as a ratio, e.g. 0.999."),
+    _slo_gauge("obskit_slo_error_budget_ratio", _SE, "The share of units allowed to be bad: 1 - objective."),
+    _slo_gauge(
+        "obskit_slo_error_budget_remaining", _SE, "Share of the period's error budget left (negative when overspent)."
+    ),
+    _slo_gauge("obskit_slo_period_seconds", _SE, "The error budget's period."),
+    _slo_gauge("obskit_slo_freshness_seconds", _SE, "Seconds since the newest flush of outcome counts."),
+    _slo_gauge("obskit_slo_min_events", _SE, "Units a window needs before its ratio may page."),
+    _slo_gauge("obskit_slo_paging", _SE, "1 when this env pages (the spec's paging_envs), else 0."),
+    _slo_gauge(
+        "obskit_slo_threshold_error_ratio",
+        (*_SE, "threshold", "window"),
+        "A simple threshold from the spec: alert when the window's error ratio exceeds it.",
+    ),
+    _slo_gauge("obskit_slo_exporter_redis_up", (), "1 when the last scrape could read Redis."),
+    _slo_gauge("obskit_slo_exporter_scrape_duration_seconds", (), "How long the last scrape took to read and compute."),
 )
 
 
 class Metrics:
     """The catalogue's metrics, created in one registry (the default one unless a test passes its own).
 
-    Use :meth:`for_registry`: a registry refuses the same metric twice, so there is one instance each.
+    Each metric is an attribute named after it without the ``obskit_`` prefix and ``_total`` suffix
+    (``obskit_errors_total`` -> ``metrics.errors``). Use :meth:`for_registry`: a registry refuses the
+    same metric twice, so there is one instance each.
     """
+
+    sentry_events_dropped: Counter
+    business_failures: Counter
+    business_failures_suppressed: Counter
+    errors: Counter
+    internal_errors: Counter
+    slo_flush_errors: Counter
+    slo_records_dropped: Counter
 
     _instances: ClassVar[dict[int, Metrics]] = {}
 
@@ -90,9 +152,8 @@ class Metrics:
 
     def __init__(self, registry: CollectorRegistry | None = REGISTRY) -> None:
         self.registry = registry
-        self._by_name: dict[str, Any] = {}
         for spec in CATALOGUE:
-            self._by_name[spec.name] = self._create(spec)
+            setattr(self, attribute_name(spec.name), self._create(spec))
 
     def _create(self, spec: MetricSpec) -> Any:
         bad = FORBIDDEN_LABELS.intersection(spec.labels)
@@ -108,25 +169,7 @@ class Metrics:
             )
         return Histogram(spec.name, spec.help, spec.labels, registry=self.registry, buckets=spec.buckets)
 
-    def __getitem__(self, name: str) -> Any:
-        return self._by_name[name]
 
-    @property
-    def sentry_events_dropped(self) -> Counter:
-        return self._by_name["obskit_sentry_events_dropped_total"]  # type: ignore[no-any-return]
-
-    @property
-    def business_failures(self) -> Counter:
-        return self._by_name["obskit_business_failures_total"]  # type: ignore[no-any-return]
-
-    @property
-    def business_failures_suppressed(self) -> Counter:
-        return self._by_name["obskit_business_failures_suppressed_total"]  # type: ignore[no-any-return]
-
-    @property
-    def errors(self) -> Counter:
-        return self._by_name["obskit_errors_total"]  # type: ignore[no-any-return]
-
-    @property
-    def internal_errors(self) -> Counter:
-        return self._by_name["obskit_internal_errors_total"]  # type: ignore[no-any-return]
+def attribute_name(metric: str) -> str:
+    """``obskit_errors_total`` -> ``errors``: the attribute a metric has on :class:`Metrics`."""
+    return metric.removeprefix("obskit_").removesuffix("_total")

@@ -290,8 +290,30 @@ def init(
             logger.info(
                 "Sentry disabled: SENTRY_DSN is not set (service %s); metrics and SLOs still work", settings.service
             )
+        _setup_recorder(settings, metrics)
         _runtime = rt
         return rt
+
+
+def _setup_recorder(settings: Settings, metrics: Metrics) -> None:
+    from observability import slo
+
+    previous = slo.set_recorder(None)
+    if previous is not None:
+        previous.close(settings.shutdown_timeout_s)
+    if settings.slo_redis_url is None:
+        logging.getLogger(slo.__name__).info("SLO recording off: neither OBSKIT_SLO_REDIS_URL nor REDIS_URL is set")
+        return
+    slo.set_recorder(
+        slo.Recorder(
+            service=settings.service,
+            env=settings.environment,
+            redis_url=settings.slo_redis_url,
+            metrics=metrics,
+            flush_interval_s=settings.slo_flush_interval_s,
+            max_pending_s=settings.slo_buffer_s,
+        )
+    )
 
 
 def _sdk_init(settings: Settings, rt: Runtime, transport: type[Transport] | Callable[..., Any] | None) -> None:
@@ -344,6 +366,11 @@ def shutdown(timeout_s: float | None = None) -> None:
         if _runtime is None:
             return
         timeout = _runtime.settings.shutdown_timeout_s if timeout_s is None else timeout_s
+        from observability import slo
+
+        recorder = slo.set_recorder(None)
+        if recorder is not None:
+            recorder.close(timeout)
         if _runtime.sentry_enabled:
             _close(timeout)
         _runtime = None
