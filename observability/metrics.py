@@ -69,6 +69,55 @@ CATALOGUE: tuple[MetricSpec, ...] = (
         ("service", "component"),
         "Errors inside the kit itself, caught so the host application goes on.",
     ),
+    # Kafka
+    MetricSpec(
+        "obskit_kafka_messages_total",
+        "counter",
+        ("service", "topic", "outcome"),
+        "Kafka messages handled, by topic and outcome (ok, error, business_failure, retried, dead_lettered).",
+    ),
+    MetricSpec(
+        "obskit_kafka_handler_duration_seconds",
+        "histogram",
+        ("service", "topic"),
+        "Time in the message handler (every failure and traced message, a fixed share of the others).",
+    ),
+    MetricSpec(
+        "obskit_kafka_dlq_messages_total",
+        "counter",
+        ("service", "topic", "reason"),
+        "Messages parked in the dead-letter topic, by source topic and reason (handler_error, undecodable, ...).",
+    ),
+    MetricSpec(
+        "obskit_kafka_consumer_lag_messages",
+        "gauge",
+        ("service", "topic", "partition"),
+        "Messages between the committed position and the end of the partition (0 when caught up).",
+    ),
+    MetricSpec(
+        "obskit_kafka_consumer_lag_seconds",
+        "gauge",
+        ("service", "topic", "partition"),
+        "Age of the first unconsumed message (now minus its timestamp); 0 when caught up.",
+    ),
+    MetricSpec(
+        "obskit_kafka_broker_errors_total",
+        "counter",
+        ("service", "code"),
+        "Transport and broker errors reported by librdkafka (logged and counted, not sent to Sentry one by one).",
+    ),
+    MetricSpec(
+        "obskit_kafka_produce_errors_total",
+        "counter",
+        ("service", "topic"),
+        "Messages the producer could not deliver (delivery report with an error).",
+    ),
+    MetricSpec(
+        "obskit_kafka_commits_total",
+        "counter",
+        ("service", "result"),
+        "Offset commits by result (ok, error, nothing_stored).",
+    ),
     # SLO recording
     MetricSpec(
         "obskit_slo_flush_errors_total",
@@ -137,6 +186,14 @@ class Metrics:
     business_failures_suppressed: Counter
     errors: Counter
     internal_errors: Counter
+    kafka_messages: Counter
+    kafka_handler_duration_seconds: Histogram
+    kafka_dlq_messages: Counter
+    kafka_consumer_lag_messages: Gauge
+    kafka_consumer_lag_seconds: Gauge
+    kafka_broker_errors: Counter
+    kafka_produce_errors: Counter
+    kafka_commits: Counter
     slo_flush_errors: Counter
     slo_records_dropped: Counter
 
