@@ -1,0 +1,165 @@
+"""The deployment files checked offline: GitLab's CI schema and the compose spec (both built into
+check-jsonschema), promtool and amtool on deploy/, and what the Dockerfile must carry."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from sentry_recorder import ROOT
+
+CHECK_JSONSCHEMA = str(Path(sys.executable).parent / "check-jsonschema")
+APP_SERVICES = ("worker", "beat", "consumer", "exporter")
+
+
+def check_jsonschema(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([CHECK_JSONSCHEMA, *args], capture_output=True, text=True, timeout=120, check=False)
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+def _broken_copy(tmp_path: Path, name: str, old: str, new: str) -> Path:
+    text = (ROOT / name).read_text()
+    assert old in text
+    path = tmp_path / name
+    path.write_text(text.replace(old, new, 1))
+    return path
+
+
+def test_pipeline_file_validates_against_gitlabs_ci_schema(tmp_path: Path) -> None:
+    args = ["--builtin-schema", "vendor.gitlab-ci", "--data-transform", "gitlab-ci"]
+    result = check_jsonschema(*args, str(ROOT / ".gitlab-ci.yml"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    # The same check refuses a broken copy, so it is not waving everything through.
+    broken = _broken_copy(tmp_path, ".gitlab-ci.yml", "  stage: deploy\n", "  stage: deploy\n  when: sometimes\n")
+    assert check_jsonschema(*args, str(broken)).returncode == 1
+
+
+def test_compose_file_validates_against_the_compose_spec(tmp_path: Path) -> None:
+    result = check_jsonschema("--builtin-schema", "vendor.compose-spec", str(ROOT / "docker-compose.yml"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    broken = _broken_copy(tmp_path, "docker-compose.yml", "    healthcheck:\n", "    health_check:\n")
+    assert check_jsonschema("--builtin-schema", "vendor.compose-spec", str(broken)).returncode == 1
+
+
+def test_compose_runs_the_whole_stack_each_service_with_a_health_check(compose: dict) -> None:
+    services = compose["services"]
+    assert set(services) == {
+        "redis",
+        "kafka",
+        "worker",
+        "beat",
+        "consumer",
+        "exporter",
+        "prometheus",
+        "alertmanager",
+        "bugsink",
+    }
+    for name, service in services.items():
+        test = service.get("healthcheck", {}).get("test")
+        assert test, f"{name} has no health check"
+        assert test[0] in {"CMD", "CMD-SHELL"}, name
+    assert services["worker"]["command"][:4] == ["celery", "-A", "workers", "worker"]
+    assert "celery -A workers inspect ping" in services["worker"]["healthcheck"]["test"][1]
+    assert services["beat"]["command"][:4] == ["celery", "-A", "workers", "beat"]
+    assert services["consumer"]["command"][:4] == ["python", "-m", "consumers", "run"]
+    assert "http://127.0.0.1:8001/healthz" in services["consumer"]["healthcheck"]["test"][-1]
+    assert services["exporter"]["command"][:2] == ["obskit", "exporter"]
+    assert "/healthz" in services["exporter"]["healthcheck"]["test"][-1]
+    assert services["kafka"]["image"].startswith("apache/kafka:")
+    assert services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"  # KRaft, no ZooKeeper
+    assert services["bugsink"]["image"].startswith("bugsink/bugsink:")
+
+
+def test_compose_app_services_run_the_deployed_image_with_its_release(compose: dict) -> None:
+    for name in APP_SERVICES:
+        service = compose["services"][name]
+        assert service["image"] == "${OBSKIT_IMAGE:-obskit:dev}", name
+        # The image carries SENTRY_RELEASE; an environment entry could only contradict it.
+        assert "SENTRY_RELEASE" not in service["environment"], name
+        assert service["environment"]["SENTRY_ENVIRONMENT"] == "${SENTRY_ENVIRONMENT:-development}", name
+        assert service["environment"]["SERVICE_NAME"] == f"obskit-{name}", name
+    # The names the deploy job writes to deploy.env are the ones compose reads.
+    deploy_script = "\n".join(_pipeline()["deploy"]["script"])
+    for variable in ("SENTRY_RELEASE", "SENTRY_ENVIRONMENT", "OBSKIT_IMAGE"):
+        assert f"{variable}=" in deploy_script
+
+
+def test_prometheus_and_alertmanager_read_their_config_from_deploy(compose: dict) -> None:
+    services = compose["services"]
+    assert "./deploy/prometheus:/etc/prometheus:ro" in services["prometheus"]["volumes"]
+    assert "./deploy/alertmanager:/etc/alertmanager:ro" in services["alertmanager"]["volumes"]
+    for service in services.values():
+        for volume in service.get("volumes", []):
+            source = volume.split(":", 1)[0]
+            if source.startswith("./"):
+                assert (ROOT / source).exists(), volume
+    config = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
+    assert config["rule_files"] == ["/etc/prometheus/rules/*.yml"]  # where `obskit alerts rules` writes
+    assert (ROOT / "deploy/prometheus/rules").is_dir()
+
+
+def _binary(name: str, package: str) -> str:
+    found = shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/bin")
+    if found is None:
+        message = f"{name} not found: run `obskit devstack install` (Debian package {package})"
+        if os.environ.get("OBSKIT_REQUIRE_SERVICES") == "1":
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    return found
+
+
+def test_promtool_and_amtool_accept_the_deploy_config() -> None:
+    promtool = _binary("promtool", "prometheus")
+    amtool = _binary("amtool", "prometheus-alertmanager")
+    for argv in (
+        [promtool, "check", "config", "--syntax-only", str(ROOT / "deploy/prometheus/prometheus.yml")],
+        [amtool, "check-config", str(ROOT / "deploy/alertmanager/alertmanager.yml")],
+    ):
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+        assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _stages(dockerfile: str) -> list[list[str]]:
+    """The Dockerfile's instructions (continuation lines joined), split into build stages."""
+    joined = re.sub(r"\\\n", " ", dockerfile)
+    stages: list[list[str]] = []
+    for raw in joined.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.upper().startswith("FROM "):
+            stages.append([])
+        stages[-1].append(line)
+    return stages
+
+
+def test_dockerfile_is_multi_stage_non_root_and_bakes_in_the_release() -> None:
+    stages = _stages((ROOT / "Dockerfile").read_text())
+    assert len(stages) >= 2
+    final = stages[-1]
+    assert final[0] == "FROM python:3.11-slim"
+    assert "ARG SENTRY_RELEASE" in final
+    assert any(re.match(r"ENV SENTRY_RELEASE=\$\{SENTRY_RELEASE\}", line) for line in final)
+    users = [line.split()[1] for line in final if line.startswith("USER ")]
+    assert users, "the final stage must not run as root"
+    assert users[-1].split(":")[0] not in {"0", "root"}
+    build = "\n".join(_pipeline()["build"]["script"])
+    assert '--build-arg SENTRY_RELEASE="$SENTRY_RELEASE"' in build
+
+
+def _pipeline() -> dict:
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_constructor("!reference", lambda loader, node: loader.construct_sequence(node))
+    return yaml.load((ROOT / ".gitlab-ci.yml").read_text(), Loader=Loader)
