@@ -253,7 +253,7 @@ def exporter(redis_url: str | None, slo_file: Path | None, host: str, port: int)
     with _one_line_errors():
         source = _slo_source(redis_url, slo_file)
         try:
-            server, _ = serve(source, host=host, port=port)
+            server = serve(source, host=host, port=port)
         except OSError as exc:
             message = f"cannot listen on {host}:{port}: {exc.strerror}"
             raise ObskitError(message) from None
@@ -262,8 +262,7 @@ def exporter(redis_url: str | None, slo_file: Path | None, host: str, port: int)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     stop.wait()
-    server.shutdown()
-    server.server_close()
+    server.stop()
 
 
 @main.group()

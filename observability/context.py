@@ -10,12 +10,13 @@ from __future__ import annotations
 import random
 from collections import deque
 from contextvars import ContextVar, Token
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
 from observability.tags import check_key
 
-__all__ = ["Unit", "bind", "current", "new_span_id", "new_trace_id"]
+__all__ = ["LazyUnit", "Unit", "activate", "bind", "current", "deactivate", "new_span_id", "new_trace_id"]
 
 MAX_BREADCRUMBS = 100
 
@@ -112,6 +113,68 @@ class Unit:
         self.breadcrumbs.append(crumb)
 
 
+def _lazy_slot(name: str) -> Any:
+    """A property over Unit's slot ``name`` that first resolves the unit's source, if still pending."""
+    slot = Unit.__dict__[name]
+
+    def get(self: LazyUnit) -> Any:
+        if self._pending:
+            self._resolve_now()
+        return slot.__get__(self, LazyUnit)
+
+    def set_(self: LazyUnit, value: Any) -> None:
+        slot.__set__(self, value)
+
+    return property(get, set_)
+
+
+class LazyUnit(Unit):
+    """A unit whose user, trace and tags come from its source (a Kafka message, a task request), worked
+    out only when something asks: an event, a log record, an outgoing message. Re-pointed at each new
+    source with :meth:`rebind`, so a consumer pays a few attribute writes per message and nothing more.
+
+    ``resolve(unit, source)`` sets ``user_id``, ``trace_id`` (via ``set_trace``), ``parent_span_id``,
+    ``baggage`` and ``tags`` from the source.
+    """
+
+    __slots__ = ("_pending", "_resolver", "_source")
+
+    user_id = _lazy_slot("user_id")
+    parent_span_id = _lazy_slot("parent_span_id")
+    baggage = _lazy_slot("baggage")
+    tags = _lazy_slot("tags")
+
+    def __init__(self, resolve: Callable[[LazyUnit, Any], None]) -> None:
+        super().__init__(None, None, None, None, None, None, {})
+        self._resolver = resolve
+        self._source: Any = None
+        self._pending = False
+
+    def rebind(self, source: Any, *, sampled: bool | None = None, keep_breadcrumbs: bool = False) -> None:
+        """Point the unit at a new unit of work; nothing is read from it yet."""
+        self._source = source
+        self._pending = True
+        self._trace_id = None
+        self._span_id = None
+        self.sampled = sampled
+        self.user_fields = None
+        if not keep_breadcrumbs:
+            self.breadcrumbs = None
+
+    def _resolve_now(self) -> None:
+        self._pending = False
+        self._resolver(self, self._source)
+
+    def set_trace(self, trace_id: str | None) -> None:
+        self._trace_id = trace_id
+
+    @property
+    def trace_id(self) -> str:
+        if self._pending:
+            self._resolve_now()
+        return Unit.trace_id.fget(self)  # type: ignore[attr-defined,no-any-return]
+
+
 _current: ContextVar[Unit | None] = ContextVar("obskit_unit", default=None)
 
 # Tag names used by the kit itself, checked once here instead of on every bind.
@@ -168,3 +231,13 @@ class bind:
         if self._token is not None:
             _current.reset(self._token)
             self._token = None
+
+
+def activate(unit: Unit) -> Token[Unit | None]:
+    """Make ``unit`` current until ``deactivate``: for a runner that reuses one :class:`LazyUnit` for a
+    whole batch instead of a ``with bind(...)`` per message."""
+    return _current.set(unit)
+
+
+def deactivate(token: Token[Unit | None]) -> None:
+    _current.reset(token)

@@ -21,6 +21,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
+from observability._http import Server, respond
 from observability.metrics import EXPORTER_CATALOGUE, MetricSpec
 from observability.slo.outcomes import Outcome
 from observability.slo.report import ServiceReport, build_reports, window_stats, windows_needed
@@ -282,25 +283,11 @@ def make_app(source: SLOSource) -> Callable[..., Iterator[bytes]]:
         except Exception as exc:
             logger.warning("exporter request %s failed: %s", path, exc)
             status, content_type, payload = "503 Service Unavailable", "text/plain; charset=utf-8", f"{exc}\n".encode()
-        start_response(status, [("Content-Type", content_type), ("Content-Length", str(len(payload)))])
-        return iter([payload])
+        return iter(respond(start_response, status, content_type, payload))
 
     return app
 
 
-class _ThreadingServer(ThreadingMixIn, WSGIServer):
-    daemon_threads = True
-
-
-class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        logger.debug("exporter: " + format, *args)
-
-
-def serve(source: SLOSource, *, host: str = "127.0.0.1", port: int = 9464) -> tuple[WSGIServer, threading.Thread]:
-    """Start serving in a daemon thread; returns the server (``shutdown()`` then ``server_close()`` stop it)
-    and the thread. Port 0 picks a free port: read it from ``server.server_port``."""
-    server = make_server(host, port, make_app(source), server_class=_ThreadingServer, handler_class=_QuietHandler)
-    thread = threading.Thread(target=server.serve_forever, name="obskit-exporter", daemon=True)
-    thread.start()
-    return server, thread
+def serve(source: SLOSource, *, host: str = "127.0.0.1", port: int = 9464) -> Server:
+    """Start serving in a daemon thread; ``stop()`` on the result ends it. Port 0 picks a free port."""
+    return Server(make_app(source), host=host, port=port, name="obskit-exporter")

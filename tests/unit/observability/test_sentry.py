@@ -246,3 +246,29 @@ class TestSampler:
         sampler = self.make(traces_sample_rate=0.0)
         assert sampler({"transaction_context": {"name": "x"}, "parent_sampled": None}) == 0.0
         assert sampler({"transaction_context": {"name": "x"}, "parent_sampled": False}) == 0.0
+
+
+def test_lazy_unit_reads_its_source_only_when_an_event_needs_it(obskit_events: CapturedEvents) -> None:
+    from observability.context import LazyUnit, activate, deactivate
+
+    resolved: list[str] = []
+
+    def resolve(unit: LazyUnit, source: dict[str, str]) -> None:
+        resolved.append(source["user"])
+        unit.user_id = source["user"]
+        unit.set_trace(source["trace"])
+        unit.tags = {"topic": "payments"}
+
+    unit = LazyUnit(resolve)
+    token = activate(unit)
+    try:
+        unit.rebind({"user": "a", "trace": "1" * 32})
+        unit.rebind({"user": "b", "trace": "2" * 32})  # a message that succeeded: never read
+        obs.capture_message("for b")
+    finally:
+        deactivate(token)
+    (event,) = obskit_events
+    assert resolved == ["b"]
+    assert event["tags"]["user_id"] == "b"
+    assert event["tags"]["topic"] == "payments"
+    assert event["tags"]["trace_id"] == "2" * 32 == event["contexts"]["trace"]["trace_id"]

@@ -20,11 +20,9 @@ from observability.slo.store import Store
 def exporter(store: Store, tmp_path: Path) -> Iterator[str]:
     spec_file = tmp_path / "slo.yaml"
     spec_file.write_text("defaults: {objective: 99.0, min_events: 50}\n")
-    server, thread = serve(SLOSource(store, load_spec(spec_file)), host="127.0.0.1", port=0)
-    yield f"127.0.0.1:{server.server_port}"
-    server.shutdown()
-    server.server_close()
-    thread.join(5)
+    server = serve(SLOSource(store, load_spec(spec_file)), host="127.0.0.1", port=0)
+    yield f"127.0.0.1:{server.port}"
+    server.stop()
 
 
 def query(prometheus_url: str, expr: str) -> list[dict[str, Any]]:
