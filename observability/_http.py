@@ -19,7 +19,7 @@ class _ThreadingServer(ThreadingMixIn, WSGIServer):
 
 
 class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002  (the stdlib's signature)
+    def log_message(self, format: str, *args: Any) -> None:
         logger.debug("http: " + format, *args)
 
 

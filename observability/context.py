@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import random
 from collections import deque
-from contextvars import ContextVar, Token
 from collections.abc import Callable
+from contextvars import ContextVar, Token
 from types import TracebackType
 from typing import Any
 
