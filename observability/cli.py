@@ -211,6 +211,52 @@ def test_sentry(kind: str, service: str | None, user_id: str, timeout_s: float) 
         sys.exit(1)
 
 
+@main.command()
+@click.option("--old", "older_than_days", type=click.IntRange(min=0), help="Only issues not seen for N days.")
+@click.option("--test-only", is_flag=True, help="Only issues made by test events (tag test=true).")
+@click.option("--service", help="Only issues of this service (tag service).")
+@click.option("--issue", "issue_ids", multiple=True, help="Only this issue (repeatable); lifts the production guard.")
+@click.option("--delete", is_flag=True, help="Delete the issues instead of resolving them.")
+@click.option("--execute", is_flag=True, help="Act; without it, only print what would be done.")
+def cleanup(
+    *,
+    older_than_days: int | None,
+    test_only: bool,
+    service: str | None,
+    issue_ids: tuple[str, ...],
+    delete: bool,
+    execute: bool,
+) -> None:
+    """Resolve (or delete) old and test issues on the server (SENTRY_URL, ...); a dry run unless --execute.
+
+    Production issues (environment prod or production) that are unresolved or have comments are left
+    alone unless named with --issue.
+    """
+    from observability import cleanup as cleaning
+    from observability import sentry_api
+
+    if older_than_days is None and not test_only and service is None and not issue_ids:
+        raise click.UsageError("say what to clean up: --old N, --test-only, --service NAME or --issue ID")
+    with _one_line_errors():
+        api = sentry_api.client(_settings(None))
+        try:
+            decisions = cleaning.plan(
+                api,
+                older_than_days=older_than_days,
+                test_only=test_only,
+                delete=delete,
+                service=service,
+                issue_ids=issue_ids,
+            )
+            if execute:
+                cleaning.execute(api, decisions, echo=click.echo)
+            else:
+                for line in cleaning.render(decisions):
+                    click.echo(line)
+        finally:
+            api.close()
+
+
 # -- SLO -----------------------------------------------------------------------------------------
 
 

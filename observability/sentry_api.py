@@ -172,6 +172,30 @@ class ServerAPI(ABC):
     def event_url(self, event_id: str) -> str:
         """The web UI page of one event."""
 
+    @abstractmethod
+    def issue(self, issue_id: str) -> Issue:
+        """One issue by its id; a ServerAPIError when the server has none."""
+
+    @abstractmethod
+    def tag_values(self, issue_id: str, key: str) -> list[str]:
+        """The values an issue's events carry for the tag ``key``, e.g. ``environment`` or ``test``."""
+
+    def environments(self, issue_id: str) -> list[str]:
+        """The environments an issue's events were sent from."""
+        return self.tag_values(issue_id, "environment")
+
+    @abstractmethod
+    def comments(self, issue_id: str) -> list[str]:
+        """The comments people left on an issue, oldest first."""
+
+    @abstractmethod
+    def resolve(self, issue_id: str) -> None:
+        """Mark an issue resolved (it reopens as a regression if it happens again)."""
+
+    @abstractmethod
+    def delete(self, issue_id: str) -> None:
+        """Delete an issue with its events."""
+
 
 class BugsinkAPI(ServerAPI):
     """Bugsink's ``/api/canonical/0/`` (2.6.2 and later: search, lookup and tags)."""
@@ -183,8 +207,9 @@ class BugsinkAPI(ServerAPI):
         seen = 0
         url: str | None = f"{self._root}/{path}"
         while url and seen < limit:
-            body = self._get(url, params)
-            params = {}  # the next link carries them
+            # The next link carries the query; httpx drops a URL's query when given params={}, so pass None.
+            body = self._get(url, params or None)
+            params = {}
             for row in body.get("results", []):
                 yield row
                 seen += 1
@@ -249,6 +274,29 @@ class BugsinkAPI(ServerAPI):
             return self.link()
         return f"{self.url}/issues/issue/{body['issue']}/event/{body['id']}/"
 
+    def issue(self, issue_id: str) -> Issue:
+        body = self._get(f"{self._root}/issues/{quote(issue_id, safe='')}/", allow_404=True)
+        if body is None:
+            message = f"{self.url}: no issue {issue_id} (HTTP 404)"
+            raise ServerAPIError(message)
+        return self._issue(body)
+
+    def tag_values(self, issue_id: str, key: str) -> list[str]:
+        rows = self._pages(f"issues/{quote(issue_id, safe='')}/tags/", {"key": key}, 1000)
+        return [str(row["value"]) for row in rows if row.get("key") == key]
+
+    def comments(self, issue_id: str) -> list[str]:
+        # Bugsink keeps comments as turning points of the issue's history (an annotation, or a note on a
+        # state change); the history lists them newest first.
+        rows = list(self._pages("issue-history/", {"issue": issue_id}, 1000))
+        return [str(row["comment"]) for row in reversed(rows) if row.get("comment")]
+
+    def resolve(self, issue_id: str) -> None:
+        self._request("POST", f"{self._root}/issues/{quote(issue_id, safe='')}/resolve/")
+
+    def delete(self, issue_id: str) -> None:
+        self._request("DELETE", f"{self._root}/issues/{quote(issue_id, safe='')}/")
+
 
 class SentryAPI(ServerAPI):
     """Sentry's ``/api/0/`` (sentry.io and self-hosted)."""
@@ -297,6 +345,42 @@ class SentryAPI(ServerAPI):
 
     def event_url(self, event_id: str) -> str:
         return f"{self.url}/organizations/{self.org}/projects/{self.project}/events/{_hex_id(event_id)}/"
+
+    def _issue(self, row: Mapping[str, Any]) -> Issue:
+        return Issue(
+            id=str(row["id"]),
+            title=str(row.get("title", "")),
+            count=int(row.get("count") or 0),
+            first_seen=_time(row.get("firstSeen")),
+            last_seen=_time(row.get("lastSeen")),
+            url=str(row.get("permalink") or f"{self.url}/organizations/{self.org}/issues/{row['id']}/"),
+            resolved=row.get("status") == "resolved",
+            level=row.get("level"),
+            short_id=row.get("shortId"),
+        )
+
+    def issue(self, issue_id: str) -> Issue:
+        body = self._get(f"/api/0/issues/{quote(issue_id, safe='')}/", allow_404=True)
+        if body is None:
+            message = f"{self.url}: no issue {issue_id} (HTTP 404)"
+            raise ServerAPIError(message)
+        return self._issue(body)
+
+    def tag_values(self, issue_id: str, key: str) -> list[str]:
+        path = f"/api/0/issues/{quote(issue_id, safe='')}/tags/{quote(key, safe='')}/"
+        body = self._get(path, allow_404=True)  # 404: no event of the issue has the tag
+        return [] if body is None else [str(v["value"]) for v in body.get("topValues") or []]
+
+    def comments(self, issue_id: str) -> list[str]:
+        rows = self._get(f"/api/0/issues/{quote(issue_id, safe='')}/comments/") or []
+        texts = (str((row.get("data") or {}).get("text") or "") for row in reversed(rows))
+        return [text for text in texts if text]
+
+    def resolve(self, issue_id: str) -> None:
+        self._request("PUT", f"/api/0/issues/{quote(issue_id, safe='')}/", json={"status": "resolved"})
+
+    def delete(self, issue_id: str) -> None:
+        self._request("DELETE", f"/api/0/issues/{quote(issue_id, safe='')}/")
 
 
 def client(settings: Settings) -> ServerAPI:
