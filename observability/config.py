@@ -101,14 +101,15 @@ def _rates(variable: str, raw: str) -> dict[str, float]:
 
 
 def _git_sha(cwd: str | None = None) -> str | None:
-    """The checkout's short commit (8 characters, like GitLab's CI_COMMIT_SHORT_SHA), if there is one."""
+    """The checkout's commit cut to 8 characters, if there is one: exactly GitLab's CI_COMMIT_SHORT_SHA and
+    ci/release-name.sh (``--short=8`` would give more where 8 are ambiguous)."""
     try:
         out = subprocess.run(
-            ["git", "rev-parse", "--short=8", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=2, check=False
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=2, check=False
         )
     except (OSError, subprocess.TimeoutExpired):
         return None
-    sha = out.stdout.strip()
+    sha = out.stdout.strip()[:8]
     return sha if out.returncode == 0 and sha else None
 
 
