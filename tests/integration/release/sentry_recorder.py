@@ -12,6 +12,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -91,6 +92,7 @@ class _Handler(BaseHTTPRequestHandler):
         # A proxied request to the internet (HTTPS_PROXY points here in the tests): recorded, refused.
         with self.server.state.lock:
             self.server.state.calls.append(Call("CONNECT", self.path, {}, None, self.headers.get("User-Agent", "")))
+        self.close_connection = True
         self._reply(403, {"detail": "no internet in tests"})
 
 
@@ -100,6 +102,11 @@ class _Server(ThreadingHTTPServer):
     def __init__(self) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.state = _State()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client hanging up after a refused CONNECT is expected; anything else is printed as usual.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 def _release_info(release: dict[str, Any]) -> dict[str, Any]:

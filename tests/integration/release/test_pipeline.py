@@ -269,6 +269,23 @@ def test_a_failing_rollout_records_no_deploy(
     assert recorder.deploys == {}
 
 
+def test_the_recorder_catches_any_attempt_to_reach_the_internet(sentry_cli: str, recorder: SentryRecorder) -> None:
+    # What makes "no call but the recorded ones" above mean something: sentry-cli honours the proxy
+    # variables, so a request to any other host (here one that cannot exist) reaches the recorder.
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("SENTRY_")},
+        **recorder.env(),
+        "SENTRY_URL": "https://sentry.invalid/",
+        "HTTPS_PROXY": recorder.url,
+        "NO_PROXY": "127.0.0.1,localhost",
+    }
+    result = subprocess.run(
+        [sentry_cli, "releases", "new", "payments@1"], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode != 0
+    assert [c.line for c in recorder.calls] == ["CONNECT sentry.invalid:443"]
+
+
 def _listed(gitlab_ci_local: str, repo: Path, *variables: str) -> list[str]:
     argv = [gitlab_ci_local, "--list-csv", "--no-color"]
     for variable in variables:
