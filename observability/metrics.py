@@ -24,6 +24,8 @@ MultiprocessMode = Literal[
 FORBIDDEN_LABELS = frozenset({"user_id", "trace_id", "task_id", "offset", "event_id", "message_id"})
 
 _DURATION_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+# Queue waits run from milliseconds to the better part of an hour when a backlog builds up.
+_WAIT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
 
 
 @dataclass(frozen=True)
@@ -118,6 +120,48 @@ CATALOGUE: tuple[MetricSpec, ...] = (
         ("service", "result"),
         "Offset commits by result (ok, error, nothing_stored).",
     ),
+    # Celery
+    MetricSpec(
+        "obskit_celery_tasks_total",
+        "counter",
+        ("service", "task", "outcome"),
+        "Celery task runs by task and outcome (ok, error, business_failure, retried, rejected, revoked, ignored,"
+        " internal_error); unregistered and malformed messages count as task 'unregistered' / 'invalid'.",
+    ),
+    MetricSpec(
+        "obskit_celery_task_runtime_seconds",
+        "histogram",
+        ("service", "task"),
+        "Time a task attempt ran in the worker (prerun to postrun: the task, its result and its callbacks).",
+    ),
+    MetricSpec(
+        "obskit_celery_queue_wait_seconds",
+        "histogram",
+        ("service", "queue"),
+        "Time from publish (or the ETA, when later) to the start of the attempt.",
+        buckets=_WAIT_BUCKETS,
+    ),
+    MetricSpec(
+        "obskit_celery_queue_wait_clock_skew_total",
+        "counter",
+        ("service", "queue"),
+        "Tasks that started before they were published by the worker's clock (clock skew between hosts);"
+        " their wait is not observed.",
+    ),
+    MetricSpec(
+        "obskit_celery_queue_backlog_messages",
+        "gauge",
+        ("service", "queue"),
+        "Messages waiting in the queue (Redis LLEN), sampled by the worker's main process.",
+        multiprocess_mode="livemax",
+    ),
+    MetricSpec(
+        "obskit_celery_worker_up",
+        "gauge",
+        ("service",),
+        "1 while the worker's main process consumes tasks, 0 while it starts or shuts down.",
+        multiprocess_mode="livemax",
+    ),
     # SLO recording
     MetricSpec(
         "obskit_slo_flush_errors_total",
@@ -194,6 +238,12 @@ class Metrics:
     kafka_broker_errors: Counter
     kafka_produce_errors: Counter
     kafka_commits: Counter
+    celery_tasks: Counter
+    celery_task_runtime_seconds: Histogram
+    celery_queue_wait_seconds: Histogram
+    celery_queue_wait_clock_skew: Counter
+    celery_queue_backlog_messages: Gauge
+    celery_worker_up: Gauge
     slo_flush_errors: Counter
     slo_records_dropped: Counter
 
