@@ -1,0 +1,224 @@
+"""What the signal handlers make of a task attempt, run eagerly against an in-memory Sentry transport."""
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import sentry_sdk
+from celery.exceptions import Ignore, Reject, Retry
+
+import observability as obs
+from observability.testing import TEST_DSN, CapturedEvents, capture_transport
+from workers import WorkerSettings, make_app
+
+TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+PARENT = "00f067aa0ba902b7"
+QUEUE = "unit-q"
+
+
+class Unpicklable(Exception):
+    """An exception Celery cannot pickle: its __init__ takes two arguments, its args hold one."""
+
+    def __init__(self, code: int, text: str) -> None:
+        super().__init__(f"{code}: {text}")
+        self.code = code
+
+
+@pytest.fixture(scope="module")
+def app() -> Any:
+    app = make_app(WorkerSettings(redis_url="redis://127.0.0.1:9/0", queue=QUEUE), set_as_current=False)
+
+    @app.task(name="unit.ok")
+    def ok(value: int) -> int:
+        return value * 2
+
+    @app.task(name="unit.boom")
+    def boom(card: str) -> None:
+        raise ValueError("card declined by the gateway")
+
+    @app.task(name="unit.rule")
+    def rule(amount: int) -> None:
+        raise obs.BusinessRuleError("daily_limit", "payment over the daily limit", amount=amount)
+
+    @app.task(name="unit.unpicklable")
+    def unpicklable() -> None:
+        raise Unpicklable(503, "upstream down")
+
+    @app.task(name="unit.control")
+    def control(kind: str) -> None:
+        raise {"ignore": Ignore(), "reject": Reject("no", requeue=False), "retry": Retry("later")}[kind]
+
+    app.conf.task_store_eager_result = False
+    return app
+
+
+def run(app: Any, name: str, *args: Any, headers: dict[str, Any] | None = None) -> Any:
+    return app.tasks[name].apply(args, headers=headers or {}, routing_key=QUEUE)
+
+
+def tasks_total(events: CapturedEvents, task: str, outcome: str) -> float:
+    return events.metric("obskit_celery_tasks_total", {"service": "test", "task": task, "outcome": outcome})
+
+
+@pytest.fixture
+def traced() -> Iterator[CapturedEvents]:
+    """The kit with every task traced."""
+    sink = CapturedEvents()
+    obs.init(
+        "test",
+        dsn=TEST_DSN,
+        environ={},
+        transport=capture_transport(sink),
+        registry=sink.registry,
+        traces_sample_rate=1.0,
+    )
+    try:
+        yield sink
+    finally:
+        obs.shutdown(timeout_s=1.0)
+
+
+def test_a_failure_is_one_event_with_the_incoming_trace_user_and_task_tags(
+    app: Any, obskit_events: CapturedEvents
+) -> None:
+    headers = {"sentry-trace": f"{TRACE}-{PARENT}", "x-user-id": "u-7"}
+    result = run(app, "unit.boom", "4111 1111 1111 1111", headers=headers)
+    assert result.state == "FAILURE"
+    (event,) = obskit_events
+    assert event["exception"]["values"][-1]["type"] == "ValueError"
+    tags = event["tags"]
+    assert tags["trace_id"] == TRACE == event["contexts"]["trace"]["trace_id"]
+    assert event["contexts"]["trace"]["parent_span_id"] == PARENT
+    assert tags["user_id"] == "u-7"
+    assert (tags["task"], tags["task_id"], tags["queue"], tags["retries"]) == ("unit.boom", result.id, QUEUE, "0")
+    celery_task = event["extra"]["celery_task"]
+    assert celery_task["task"] == "unit.boom"
+    assert "4111" not in str(celery_task["args"])
+    assert tasks_total(obskit_events, "unit.boom", "error") == 1
+    assert (
+        obskit_events.metric(
+            "obskit_errors_total", {"service": "test", "env": "development", "error_type": "ValueError"}
+        )
+        == 1
+    )
+
+
+def test_a_success_sends_nothing_and_is_counted_with_its_runtime(app: Any, obskit_events: CapturedEvents) -> None:
+    assert run(app, "unit.ok", 21).get() == 42
+    assert list(obskit_events) == []
+    assert tasks_total(obskit_events, "unit.ok", "ok") == 1
+    labels = {"service": "test", "task": "unit.ok"}
+    assert obskit_events.metric("obskit_celery_task_runtime_seconds_count", labels) == 1
+
+
+def test_a_business_rule_is_a_message_not_an_error(app: Any, obskit_events: CapturedEvents) -> None:
+    run(app, "unit.rule", 20_000, headers={"x-user-id": "u-8"})
+    (message,) = obskit_events
+    assert "exception" not in message
+    assert message["tags"]["rule"] == "daily_limit"
+    assert message["tags"]["user_id"] == "u-8"
+    assert message["tags"]["task"] == "unit.rule"
+    assert tasks_total(obskit_events, "unit.rule", "business_failure") == 1
+    assert tasks_total(obskit_events, "unit.rule", "error") == 0
+
+
+def test_an_exception_celery_cannot_pickle_is_reported_as_itself(app: Any, obskit_events: CapturedEvents) -> None:
+    run(app, "unit.unpicklable")
+    (event,) = obskit_events
+    assert event["exception"]["values"][-1]["type"] == "Unpicklable"
+
+
+@pytest.mark.parametrize(("kind", "outcome"), [("ignore", "ignored"), ("reject", "rejected"), ("retry", "retried")])
+def test_ignore_reject_and_retry_are_no_errors(
+    app: Any, obskit_events: CapturedEvents, kind: str, outcome: str
+) -> None:
+    run(app, "unit.control", kind)
+    assert list(obskit_events) == []
+    assert tasks_total(obskit_events, "unit.control", outcome) == 1
+    assert tasks_total(obskit_events, "unit.control", "error") == 0
+
+
+def test_earlier_attempts_are_breadcrumbs_on_the_final_failure(app: Any, obskit_events: CapturedEvents) -> None:
+    history = [
+        {"attempt": 1, "error": "TimeoutError: gateway", "at": 1700000000.0},
+        {"attempt": 2, "error": "TimeoutError: gateway", "at": 1700000001.0},
+    ]
+    run(app, "unit.boom", "x", headers={"obskit-retries": history})
+    (event,) = obskit_events
+    crumbs = [c["message"] for c in event["breadcrumbs"]["values"] if c.get("category") == "retry"]
+    assert crumbs == ["attempt 1 failed: TimeoutError: gateway", "attempt 2 failed: TimeoutError: gateway"]
+
+
+def test_the_unsampled_path_starts_no_transaction(
+    app: Any, obskit_events: CapturedEvents, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def forbidden(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("a transaction was started for an unsampled task")
+
+    monkeypatch.setattr(obs.sentry, "start_transaction", forbidden)
+    monkeypatch.setattr(sentry_sdk, "start_transaction", forbidden)
+    assert run(app, "unit.ok", 1).get() == 2
+    assert obskit_events.metric("obskit_internal_errors_total", {"service": "test", "component": "celery_prerun"}) == 0
+    assert obskit_events.transactions == []
+
+
+def test_a_sampled_task_is_a_transaction_continuing_the_incoming_trace(app: Any, traced: CapturedEvents) -> None:
+    run(app, "unit.ok", 1, headers={"sentry-trace": f"{TRACE}-{PARENT}"})
+    run(app, "unit.boom", "x", headers={"sentry-trace": f"{TRACE}-{PARENT}-1"})
+    ok, failed = traced.transactions
+    assert ok["transaction"] == "unit.ok"
+    assert ok["contexts"]["trace"]["trace_id"] == TRACE
+    assert ok["contexts"]["trace"]["parent_span_id"] == PARENT
+    assert ok["contexts"]["trace"]["op"] == "queue.task.celery"
+    assert ok["contexts"]["trace"]["status"] == "ok"
+    assert failed["contexts"]["trace"]["status"] == "internal_error"
+    (error,) = traced.errors
+    assert error["contexts"]["trace"]["span_id"] == failed["contexts"]["trace"]["span_id"]
+
+
+def test_an_unsampled_parent_is_honoured(app: Any, traced: CapturedEvents) -> None:
+    run(app, "unit.ok", 1, headers={"sentry-trace": f"{TRACE}-{PARENT}-0"})
+    assert traced.transactions == []
+
+
+def test_the_kits_own_failure_is_counted_and_the_task_runs(
+    app: Any, obskit_events: CapturedEvents, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: Any) -> bool:
+        raise RuntimeError("sampler bug")
+
+    monkeypatch.setattr(obs.runtime().sampler, "decide", broken)
+    assert run(app, "unit.ok", 5).get() == 10
+    labels = {"service": "test", "component": "celery_prerun"}
+    assert obskit_events.metric("obskit_internal_errors_total", labels) == 1
+
+
+def test_a_failing_task_keeps_its_exception_when_the_kit_breaks(
+    app: Any, obskit_events: CapturedEvents, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from workers import instrumentation
+
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("reporting bug")
+
+    monkeypatch.setattr(instrumentation._Kit, "report_failure", broken)
+    result = run(app, "unit.boom", "x")
+    assert isinstance(result.result, ValueError)
+    assert str(result.result) == "card declined by the gateway"
+    labels = {"service": "test", "component": "celery_failure"}
+    assert obskit_events.metric("obskit_internal_errors_total", labels) == 1
+
+
+def test_tasks_run_untouched_before_the_kit_is_initialised(app: Any) -> None:
+    obs.shutdown()
+    assert run(app, "unit.ok", 2).get() == 4
+    assert isinstance(run(app, "unit.boom", "x").result, ValueError)
+
+
+def test_sentrys_own_celery_integration_stays_off(app: Any, obskit_events: CapturedEvents) -> None:
+    run(app, "unit.boom", "x")
+    client = sentry_sdk.get_client()
+    assert "celery" not in client.integrations
+    (event,) = obskit_events
+    assert "celery" not in event["sdk"]["integrations"]
+    assert "celery_task_id" not in event["tags"]

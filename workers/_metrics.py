@@ -1,0 +1,178 @@
+"""The worker main process's /metrics: prefork children's values summed, and the queue backlog sampled.
+
+Under the prefork pool each child writes its metrics to files in ``PROMETHEUS_MULTIPROC_DIR``
+(prometheus_client's multiprocess mode) and the main process serves their sum. A child that exits
+keeps its counters in the sum, so Prometheus never reads a reset; only its *live* gauges are removed
+(``mark_process_dead``), at its shutdown or, for a child that was killed, at the next scrape.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import os
+import re
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from observability.errors import ConfigError
+
+__all__ = ["BacklogSampler", "MetricsServer", "mark_dead", "prepare_multiprocess_dir", "prune_dead_processes"]
+
+logger = logging.getLogger(__name__)
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+# prometheus_client's file names: <type>[_<mode>]_<pid>.db
+_DB_FILE = re.compile(r"^(counter|gauge|histogram|summary)(_[a-z]+)?_(\d+)\.db$")
+_LIVE_GAUGE = re.compile(r"^gauge_live[a-z]+_(\d+)\.db$")
+
+# kombu's Redis transport keeps priorities 3, 6 and 9 in lists of their own next to the queue's.
+_PRIORITY_SEP = "\x06\x16"
+_PRIORITY_STEPS = (3, 6, 9)
+
+
+def multiprocess_dir() -> str | None:
+    """The directory prometheus_client's multiprocess mode writes to, when it is on."""
+    return os.environ.get(MULTIPROC_ENV) or None
+
+
+def prepare_multiprocess_dir(path: str) -> int:
+    """Create the directory and remove metric files of an earlier run (prometheus_client's rule: the
+    directory is emptied between runs). Returns how many files were removed."""
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(MULTIPROC_ENV, path, f"a writable directory ({exc.strerror})") from None
+    removed = 0
+    for name in os.listdir(path):
+        if _DB_FILE.match(name):
+            os.remove(os.path.join(path, name))
+            removed += 1
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def mark_dead(pid: int) -> None:
+    """Drop a process's live gauges (never its counters or histograms)."""
+    path = multiprocess_dir()
+    if path is None:
+        return
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(pid, path)
+
+
+def prune_dead_processes(path: str, alive: Callable[[int], bool] = _alive) -> list[int]:
+    """Drop the live gauges of processes that are gone (a SIGKILLed child runs no shutdown hook)."""
+    from prometheus_client import multiprocess
+
+    dead = set()
+    for name in os.listdir(path):
+        match = _LIVE_GAUGE.match(name)
+        if match and not alive(int(match.group(1))):
+            dead.add(int(match.group(1)))
+    for pid in dead:
+        multiprocess.mark_process_dead(pid, path)
+    return sorted(dead)
+
+
+class _MultiProcessCollector:
+    """prometheus_client's multiprocess collector, pruning dead processes' live gauges first."""
+
+    def __init__(self, path: str) -> None:
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        self._path = path
+        self._inner = MultiProcessCollector(None, path)
+
+    def collect(self) -> Iterable[Any]:
+        prune_dead_processes(self._path)
+        return self._inner.collect()
+
+
+class MetricsServer:
+    """``/metrics`` and ``/healthz`` of the worker's main process, on a thread of their own."""
+
+    def __init__(self, *, host: str, port: int, ready: Callable[[], bool]) -> None:
+        from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
+        from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+        from observability._http import Server, respond
+
+        path = multiprocess_dir()
+        if path is None:
+            registry = REGISTRY
+        else:
+            registry = CollectorRegistry()
+            registry.register(_MultiProcessCollector(path))
+
+        def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+            route = environ.get("PATH_INFO", "/")
+            if route == "/metrics":
+                return respond(start_response, "200 OK", CONTENT_TYPE_LATEST, generate_latest(registry))
+            if route == "/healthz":
+                ok = ready()
+                body = b"ok\n" if ok else b"not consuming\n"
+                return respond(start_response, "200 OK" if ok else "503 Service Unavailable", "text/plain", body)
+            return respond(start_response, "404 Not Found", "text/plain", b"try /metrics or /healthz\n")
+
+        try:
+            self._server = Server(app, host=host, port=port, name="obskit-worker-http")
+        except OSError as exc:
+            raise ConfigError("OBSKIT_WORKER_METRICS_PORT", port, f"a free port on {host} ({exc.strerror})") from None
+        self.host = host
+        self.port = self._server.port
+
+    def close_inherited(self) -> None:
+        """In a forked child: close the copy of the listening socket (the thread did not survive the fork)."""
+        self._server._server.socket.close()
+
+    def stop(self) -> None:
+        self._server.stop()
+
+
+class BacklogSampler:
+    """Queue lengths read from Redis (LLEN of the queue and its priority lists) in one round trip."""
+
+    def __init__(self, *, redis_url: str, queues: Sequence[str], key_prefix: str = "") -> None:
+        self.queues = tuple(queues)
+        self._redis_url = redis_url
+        self._prefix = key_prefix
+        self._client: Any = None
+
+    def _keys(self, queue: str) -> list[str]:
+        base = f"{self._prefix}{queue}"
+        return [base, *(f"{base}{_PRIORITY_SEP}{step}" for step in _PRIORITY_STEPS)]
+
+    def sample(self) -> dict[str, int]:
+        if self._client is None:
+            import redis
+
+            self._client = redis.Redis.from_url(self._redis_url, socket_timeout=1.0, socket_connect_timeout=1.0)
+        pipe = self._client.pipeline(transaction=False)
+        for queue in self.queues:
+            for key in self._keys(queue):
+                pipe.llen(key)
+        lengths = pipe.execute()
+        per_queue = len(_PRIORITY_STEPS) + 1
+        return {q: int(sum(lengths[n * per_queue : (n + 1) * per_queue])) for n, q in enumerate(self.queues)}
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+
+def live_gauge_files(path: str) -> list[str]:
+    """The live-gauge files in the directory (for tests and diagnostics)."""
+    return sorted(os.path.basename(f) for f in glob.glob(os.path.join(path, "gauge_live*_*.db")))

@@ -1,0 +1,567 @@
+"""Celery wired onto ``observability`` through Celery's signals, in the style of sentry-python's integrations.
+
+:func:`setup` connects the handlers once per process. What they do:
+
+- publish (``before_task_publish``: ``delay``, ``apply_async``, chains, chords, beat): the current
+  unit's trace and user headers, a publish timestamp, on a retry the attempt that failed, and for a
+  beat schedule the Sentry Crons monitor;
+- ``task_prerun`` / ``task_postrun``: bind the unit (user, trace, tags ``task``, ``task_id``, ``queue``,
+  ``retries``), a transaction only when the sampler says so, queue wait, runtime, the outcome as a
+  metric and an SLO count;
+- ``task_failure``: one Sentry event for a task that failed after its retries (a retry, ``Ignore``
+  or ``Reject`` is no error; a :class:`~observability.BusinessRuleError` is a business failure);
+- revoked, unknown and malformed messages, internal errors: counted;
+- worker, child and beat processes: ``observability.init`` where each starts (children after the
+  fork), flushed where each stops, ``/metrics`` and the backlog in the main process.
+
+The kit's own failures are caught, logged and counted in ``obskit_internal_errors_total``; a task's
+exception is never touched (Celery handles it after the signals, unchanged).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
+
+from celery import signals, states
+from celery.exceptions import Ignore, Reject, Retry
+
+import observability
+from observability import slo
+from observability.business import BusinessRuleError, report
+from observability.context import Unit, bind, current
+from observability.propagation import (
+    BAGGAGE,
+    SENTRY_TRACE,
+    TRACEPARENT,
+    USER_ID,
+    bind_incoming,
+    extract,
+    outgoing_headers,
+)
+from observability.slo import Outcome
+from workers import _crons
+
+__all__ = [
+    "PUBLISHED_AT_HEADER",
+    "RETRY_HISTORY_HEADER",
+    "setup",
+]
+
+logger = logging.getLogger(__name__)
+
+PUBLISHED_AT_HEADER = "obskit-published-at"
+RETRY_HISTORY_HEADER = "obskit-retries"
+_MAX_RETRY_HISTORY = 10
+_TRACE_HEADERS = (SENTRY_TRACE, BAGGAGE, TRACEPARENT, USER_ID)
+_CONTROL_FLOW = (Retry, Ignore, Reject)
+_RUN = "_obskit_run"
+
+# Celery loggers whose records the kit replaces with its own events and breadcrumbs: the per-task
+# "received" / "succeeded" / "raised unexpected" lines (the last would be a second event per failure).
+_NOISY_LOGGERS = ("celery.app.trace", "celery.worker.strategy", "celery.redirected")
+
+_STATE_OUTCOME = {
+    states.SUCCESS: "ok",
+    states.FAILURE: "error",
+    states.RETRY: "retried",
+    states.REJECTED: "rejected",
+    states.IGNORED: "ignored",
+}
+_SLO_OUTCOMES = {o.value: o for o in Outcome}
+_TRANSACTION_STATUS = {
+    "ok": "ok",
+    "error": "internal_error",
+    "business_failure": "failed_precondition",
+    "retried": "aborted",
+    "rejected": "aborted",
+    "ignored": "cancelled",
+}
+_FILTERED = "[Filtered]"
+_EMPTY: Mapping[str, Any] = {}
+
+
+class _Run:
+    """One task attempt in this process, from prerun to postrun."""
+
+    __slots__ = ("binder", "monitor", "started", "transaction", "unit")
+
+    def __init__(self, binder: bind, unit: Unit) -> None:
+        self.binder = binder
+        self.unit = unit
+        self.transaction: Any = None
+        self.monitor: Mapping[str, Any] | None = None
+        self.started = 0.0
+
+
+class _Kit:
+    """What the handlers need from the kit's runtime, with metric children cached per label value."""
+
+    def __init__(self, rt: observability.sentry.Runtime) -> None:
+        self.rt = rt
+        self.service = rt.settings.service
+        self.sentry = rt.sentry_enabled
+        self.decide = rt.sampler.decide
+        metrics = rt.metrics
+        self._tasks = metrics.celery_tasks
+        self._runtime = metrics.celery_task_runtime_seconds
+        self._wait = metrics.celery_queue_wait_seconds
+        self._skew = metrics.celery_queue_wait_clock_skew
+        self._internal = metrics.internal_errors
+        self._task_children: dict[tuple[str, str], Any] = {}
+        self._runtime_children: dict[str, Any] = {}
+        self._wait_children: dict[str, Any] = {}
+        self._rate_names: dict[str, str] = {}
+
+    # -- metric children, created once per label value ---------------------------------------
+
+    def count(self, task: str, outcome: str) -> None:
+        child = self._task_children.get((task, outcome))
+        if child is None:
+            child = self._task_children[(task, outcome)] = self._tasks.labels(self.service, task, outcome)
+        child.inc()
+
+    def observe_runtime(self, task: str, seconds: float) -> None:
+        child = self._runtime_children.get(task)
+        if child is None:
+            child = self._runtime_children[task] = self._runtime.labels(self.service, task)
+        child.observe(seconds)
+
+    def observe_wait(self, queue: str, now: float, published: object, eta: object) -> None:
+        ref = float(published)  # type: ignore[arg-type]
+        if eta:
+            ref = max(ref, _eta_timestamp(eta))
+        wait = now - ref
+        if wait < 0:
+            self._skew.labels(self.service, queue).inc()
+            return
+        child = self._wait_children.get(queue)
+        if child is None:
+            child = self._wait_children[queue] = self._wait.labels(self.service, queue)
+        child.observe(wait)
+
+    def internal_error(self, component: str) -> None:
+        # A warning, not an error: a bug here must not turn every task into a Sentry event. It is counted.
+        logger.warning("obskit Celery instrumentation failed in %s; the task goes on", component, exc_info=True)
+        with contextlib.suppress(Exception):  # counting must never raise into Celery
+            self._internal.labels(self.service, component).inc()
+
+    def rate_name(self, task: str) -> str:
+        name = self._rate_names.get(task)
+        if name is None:
+            name = self._rate_names[task] = f"task:{task}"
+        return name
+
+    # -- a task attempt ------------------------------------------------------------------------
+
+    def start(self, task: Any, task_id: str) -> None:
+        request = task.request
+        # The message's own headers (Celery's are attributes of the request; the rest are here).
+        get = (request.headers or _EMPTY).get
+        carrier = {key: value for key in _TRACE_HEADERS if (value := get(key)) is not None}
+        incoming = extract(carrier)
+        name = task.name
+        queue = (request.delivery_info or _EMPTY).get("routing_key") or "unknown"
+        sampled = self.decide(self.rate_name(name), incoming.parent_sampled)
+        binder = bind_incoming(
+            incoming, sampled=sampled, task=name, task_id=task_id, queue=queue, retries=request.retries
+        )
+        run = _Run(binder, binder.__enter__())
+        setattr(request, _RUN, run)
+        try:
+            history = get(RETRY_HISTORY_HEADER)
+            if history:
+                _retry_breadcrumbs(run.unit, history)
+            if sampled and self.sentry:
+                run.transaction = observability.sentry.start_transaction(run.unit, op="queue.task.celery", name=name)
+                run.transaction.__enter__()
+            monitor = get(_crons.MONITOR_HEADER)
+            if monitor and self.sentry:
+                run.monitor = monitor
+                _check_in(monitor, "in_progress")
+            published = get(PUBLISHED_AT_HEADER)
+            if published is not None:
+                self.observe_wait(queue, time.time(), published, request.eta)
+        finally:
+            run.started = time.perf_counter()
+
+    def finish(self, task: Any, run: _Run, state: str | None, retval: Any) -> None:
+        elapsed = time.perf_counter() - run.started
+        name = task.name
+        outcome = _STATE_OUTCOME.get(state or "", "error")
+        if outcome == "error" and isinstance(retval, BusinessRuleError):
+            outcome = "business_failure"
+        self.count(name, outcome)
+        self.observe_runtime(name, elapsed)
+        slo_outcome = _SLO_OUTCOMES.get(outcome)
+        if slo_outcome is not None:
+            slo.record(slo_outcome)
+        if run.monitor is not None and outcome != "retried":
+            status = "error" if outcome in ("error", "rejected") else "ok"
+            _check_in(run.monitor, status, duration=time.time() - float(run.monitor.get("started") or time.time()))
+        if run.transaction is not None:
+            run.transaction.set_status(_TRANSACTION_STATUS.get(outcome, "unknown"))
+            run.transaction.__exit__(None, None, None)
+
+    def report_failure(self, task: Any, exc: BaseException, args: Any, kwargs: Any) -> None:
+        """The task failed for good: a business failure, an expected error, or one Sentry event."""
+        if isinstance(exc, BusinessRuleError):
+            report(exc)
+            return
+        throws = getattr(task, "throws", None)
+        if throws and isinstance(exc, throws):
+            return  # Celery's "expected" errors: logged at INFO by Celery, counted, no event
+        context: dict[str, Any] = {"task": getattr(task, "name", None), "args": _FILTERED, "kwargs": _FILTERED}
+        try:
+            context["args"], context["kwargs"] = _scrub(args), _scrub(kwargs)
+        except Exception:
+            self.internal_error("celery_scrub")  # the event goes without the arguments
+        observability.capture_exception(exc, context={"celery_task": context})
+
+
+_kit: _Kit | None = None
+
+
+def _active() -> _Kit | None:
+    """The handlers' view of the kit, rebuilt when init() ran again; None before init()."""
+    global _kit  # noqa: PLW0603
+    try:
+        rt = observability.runtime()
+    except RuntimeError:
+        return None
+    kit = _kit
+    if kit is None or kit.rt is not rt:
+        kit = _kit = _Kit(rt)
+    return kit
+
+
+def _eta_timestamp(eta: object) -> float:
+    if isinstance(eta, datetime):
+        return eta.timestamp()
+    return datetime.fromisoformat(str(eta)).timestamp()
+
+
+_scrubber: Callable[[Any], Any] | None = None
+
+
+def _scrub(value: Any) -> Any:
+    """Task arguments as they may leave the process: through ``observability.scrub.scrub_value`` when
+    the kit has it, else not at all."""
+    global _scrubber  # noqa: PLW0603
+    if _scrubber is None:
+        try:
+            from observability.scrub import scrub_value  # type: ignore[import-not-found,unused-ignore]
+        except ImportError:
+            _scrubber = lambda _value: _FILTERED  # noqa: E731
+        else:
+            _scrubber = scrub_value
+    return _scrubber(value)
+
+
+def _describe(exc: BaseException | None) -> str:
+    if exc is None:
+        return "retry requested"
+    text = f"{type(exc).__name__}: {exc}"
+    return text if len(text) <= 200 else text[:199] + "…"
+
+
+def _retry_breadcrumbs(unit: Unit, history: Any) -> None:
+    """One breadcrumb per earlier attempt that failed and was retried."""
+    for item in history if isinstance(history, list) else ():
+        if isinstance(item, dict):
+            unit.add_breadcrumb(
+                {
+                    "type": "default",
+                    "category": "retry",
+                    "level": "warning",
+                    "message": f"attempt {item.get('attempt')} failed: {item.get('error')}",
+                    "timestamp": item.get("at"),
+                }
+            )
+
+
+def _check_in(monitor: Mapping[str, Any], status: str, duration: float | None = None) -> None:
+    from sentry_sdk.crons import capture_checkin
+
+    capture_checkin(
+        monitor_slug=monitor.get("slug"),
+        check_in_id=monitor.get("check_in_id"),
+        status=status,
+        duration=duration,
+        monitor_config=monitor.get("config") if status == "in_progress" else None,
+    )
+
+
+def _count_internal(component: str) -> None:
+    kit = _active()
+    if kit is not None:
+        kit.internal_error(component)
+    else:
+        # A warning, not an error: a bug here must not turn every task into a Sentry event. It is counted.
+        logger.warning("obskit Celery instrumentation failed in %s; the task goes on", component, exc_info=True)
+
+
+# -- publish ---------------------------------------------------------------------------------------
+
+
+def _before_task_publish(sender: Any = None, headers: dict[str, Any] | None = None, **_: Any) -> None:
+    if headers is None:
+        return
+    try:
+        unit = current()
+        if unit is None and headers.get("celery_beat_task"):
+            # Each run of a schedule is a trace of its own (beat has no unit of work to continue).
+            with bind() as fresh:
+                headers.update(outgoing_headers(fresh))
+            scheduled = _crons.current_entry()
+            if scheduled is not None:
+                headers[_crons.MONITOR_HEADER] = _crons.monitor_header(*scheduled)
+        else:
+            headers.update(outgoing_headers(unit))
+            if unit is not None and _is_retry_of(unit, headers):
+                _add_retry(headers, unit)
+        headers[PUBLISHED_AT_HEADER] = time.time()
+    except Exception:
+        _count_internal("celery_publish")
+
+
+def _is_retry_of(unit: Unit, headers: Mapping[str, Any]) -> bool:
+    """A task publishing its own id with a higher retry count is retrying itself."""
+    tags = unit.tags
+    return tags.get("task_id") == headers.get("id") and int(headers.get("retries") or 0) > int(tags.get("retries") or 0)
+
+
+def _add_retry(headers: dict[str, Any], unit: Unit) -> None:
+    history = headers.get(RETRY_HISTORY_HEADER)
+    history = list(history)[-(_MAX_RETRY_HISTORY - 1) :] if isinstance(history, list) else []
+    attempt = int(unit.tags.get("retries") or 0) + 1
+    history.append({"attempt": attempt, "error": _describe(sys.exc_info()[1]), "at": time.time()})
+    headers[RETRY_HISTORY_HEADER] = history
+
+
+# -- a task attempt --------------------------------------------------------------------------------
+
+
+def _task_prerun(sender: Any = None, task_id: str | None = None, task: Any = None, **_: Any) -> None:
+    kit = _active()
+    if kit is None or task is None:
+        return
+    try:
+        kit.start(task, task_id or "")
+    except Exception:
+        kit.internal_error("celery_prerun")
+
+
+def _task_postrun(sender: Any = None, task: Any = None, retval: Any = None, state: str | None = None, **_: Any) -> None:
+    if task is None:
+        return
+    run = task.request.__dict__.pop(_RUN, None)
+    if run is None:
+        return
+    try:
+        kit = _active()
+        if kit is not None:
+            kit.finish(task, run, state, retval)
+    except Exception:
+        _count_internal("celery_postrun")
+    finally:
+        run.binder.__exit__(None, None, None)
+
+
+def _task_failure(
+    sender: Any = None,
+    task_id: str | None = None,
+    exception: BaseException | None = None,
+    args: Any = None,
+    kwargs: Any = None,
+    **_: Any,
+) -> None:
+    kit = _active()
+    if kit is None or exception is None or isinstance(exception, _CONTROL_FLOW):
+        return
+    try:
+        request = getattr(sender, "request", None)
+        if request is not None and _RUN in request.__dict__:
+            # In the attempt's unit (its outcome is counted at postrun), with the task's own exception.
+            kit.report_failure(sender, _original(exception), args, kwargs)
+            return
+        # No attempt ran here: the main process failing a task whose child was lost or hit the hard
+        # time limit. Celery puts the request on the task's stack for this signal.
+        name = getattr(sender, "name", None) or "unknown"
+        with _bind_request(request, name, task_id):
+            kit.report_failure(sender, exception, args, kwargs)
+        kit.count(name, "error")
+        slo.record(Outcome.ERROR)
+    except Exception:
+        kit.internal_error("celery_failure")
+
+
+def _original(exception: BaseException) -> BaseException:
+    """The exception the task raised: Celery hands the signal a pickleable stand-in (a base class built
+    from its args, or a wrapper) when the real one does not pickle; the real one is being handled."""
+    handled = sys.exc_info()[1]
+    if handled is None or handled is exception:
+        return exception
+    from celery.utils.serialization import UnpickleableExceptionWrapper
+
+    if isinstance(exception, UnpickleableExceptionWrapper) or (
+        type(handled) is not type(exception) and isinstance(handled, type(exception))
+    ):
+        return handled
+    return exception
+
+
+def _bind_request(request: Any, name: str, task_id: str | None) -> bind:
+    headers = getattr(request, "headers", None) or _EMPTY
+    incoming = extract({key: value for key in _TRACE_HEADERS if (value := headers.get(key)) is not None})
+    queue = (getattr(request, "delivery_info", None) or _EMPTY).get("routing_key") or "unknown"
+    retries = getattr(request, "retries", 0)
+    return bind_incoming(incoming, task=name, task_id=task_id or "", queue=queue, retries=retries)
+
+
+def _task_retry(sender: Any = None, request: Any = None, **_: Any) -> None:
+    # An attempt that retries is counted at its postrun. Without one, this is the main process
+    # cancelling a task on a lost broker connection: it runs again later.
+    if request is None or _RUN in getattr(request, "__dict__", {}):
+        return
+    kit = _active()
+    if kit is None:
+        return
+    try:
+        kit.count(getattr(sender, "name", None) or "unknown", "retried")
+        slo.record(Outcome.RETRIED)
+    except Exception:
+        kit.internal_error("celery_retry")
+
+
+def _task_revoked(sender: Any = None, **_: Any) -> None:
+    _count_outcome(getattr(sender, "name", None) or "unknown", "revoked", Outcome.REVOKED, "celery_revoked")
+
+
+def _task_unknown(sender: Any = None, **_: Any) -> None:
+    # The name comes from the message, not the code: it never becomes a label.
+    _count_outcome("unregistered", "rejected", Outcome.REJECTED, "celery_unknown")
+
+
+def _task_rejected(sender: Any = None, **_: Any) -> None:
+    _count_outcome("invalid", "rejected", Outcome.REJECTED, "celery_rejected")
+
+
+def _count_outcome(task: str, outcome: str, slo_outcome: Outcome, component: str) -> None:
+    kit = _active()
+    if kit is None:
+        return
+    try:
+        kit.count(task, outcome)
+        slo.record(slo_outcome)
+    except Exception:
+        kit.internal_error(component)
+
+
+def _task_internal_error(
+    sender: Any = None,
+    task_id: str | None = None,
+    *,
+    request: Any = None,
+    exception: BaseException | None = None,
+    args: Any = None,
+    kwargs: Any = None,
+    **_: Any,
+) -> None:
+    kit = _active()
+    if kit is None or exception is None:
+        return
+    try:
+        name = getattr(sender, "name", None) or "unknown"
+        kit.count(name, "internal_error")
+        if current() is not None:
+            kit.report_failure(sender, exception, args, kwargs)
+            return
+        data = request if isinstance(request, Mapping) else {}
+        incoming = extract({key: value for key in _TRACE_HEADERS if (value := data.get(key)) is not None})
+        with bind_incoming(incoming, task=name, task_id=task_id or ""):
+            kit.report_failure(sender, exception, args, kwargs)
+    except Exception:
+        kit.internal_error("celery_internal_error")
+
+
+# -- processes -------------------------------------------------------------------------------------
+
+
+def _worker_init(sender: Any = None, **_: Any) -> None:
+    from workers import _process
+
+    _process.worker_init(sender)
+
+
+def _worker_process_init(**_: Any) -> None:
+    from workers import _process
+
+    _process.child_init()
+
+
+def _worker_process_shutdown(**_: Any) -> None:
+    from workers import _process
+
+    _process.child_shutdown()
+
+
+def _worker_ready(sender: Any = None, **_: Any) -> None:
+    from workers import _process
+
+    _process.worker_ready(sender)
+
+
+def _worker_shutdown(sender: Any = None, **_: Any) -> None:
+    from workers import _process
+
+    _process.worker_shutdown(sender)
+
+
+def _beat_init(sender: Any = None, **_: Any) -> None:
+    from workers import _process
+
+    _process.beat_init(sender)
+
+
+_HANDLERS: tuple[tuple[Any, Callable[..., None]], ...] = (
+    (signals.before_task_publish, _before_task_publish),
+    (signals.task_prerun, _task_prerun),
+    (signals.task_postrun, _task_postrun),
+    (signals.task_failure, _task_failure),
+    (signals.task_retry, _task_retry),
+    (signals.task_revoked, _task_revoked),
+    (signals.task_unknown, _task_unknown),
+    (signals.task_rejected, _task_rejected),
+    (signals.task_internal_error, _task_internal_error),
+    (signals.worker_init, _worker_init),
+    (signals.worker_process_init, _worker_process_init),
+    (signals.worker_process_shutdown, _worker_process_shutdown),
+    (signals.worker_ready, _worker_ready),
+    (signals.worker_shutdown, _worker_shutdown),
+    (signals.beat_init, _beat_init),
+)
+
+_installed = False
+
+
+def setup() -> None:
+    """Connect the kit's handlers to Celery's signals; idempotent. The Celery app of ``workers`` calls it
+    when it is configured; call it yourself for an app of your own."""
+    global _installed  # noqa: PLW0603
+    if _installed:
+        return
+    from sentry_sdk.integrations.logging import ignore_logger
+
+    for name in _NOISY_LOGGERS:
+        ignore_logger(name)
+    for signal, handler in _HANDLERS:
+        signal.connect(handler, weak=False, dispatch_uid=f"obskit.{handler.__name__}")
+    _installed = True
+    logger.debug("obskit Celery instrumentation connected (pid %d)", os.getpid())
