@@ -1,0 +1,39 @@
+"""Tasks the integration tests run in a real worker (``-I tests.integration.workers.probe_tasks``)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import redis
+
+import observability as obs
+from workers import app
+
+
+def _redis() -> redis.Redis:
+    return redis.Redis.from_url(os.environ["REDIS_URL"])
+
+
+@app.task(name="probe.report")
+def report(label: str) -> str | None:
+    """Send a message event from inside the task (its tags show the task's trace and user); returns its id."""
+    return obs.capture_message(f"probe {label}", "info")
+
+
+@app.task(name="probe.noop")
+def noop(n: int) -> int:
+    return n
+
+
+@app.task(name="probe.block")
+def block(key: str) -> int:
+    """Note the attempt and this process's pid, then wait until the test sets ``<key>:release``."""
+    client = _redis()
+    attempt = int(client.incr(f"{key}:attempts"))
+    client.rpush(f"{key}:pids", os.getpid())
+    deadline = time.monotonic() + 120
+    while not client.exists(f"{key}:release") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    client.rpush(f"{key}:done", attempt)
+    return attempt

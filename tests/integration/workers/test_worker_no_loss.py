@@ -1,0 +1,84 @@
+"""Tasks ack late and survive a dying worker: a killed child's task runs again at once, a killed parent's
+after the visibility timeout; /metrics stays right when children come and go."""
+
+from __future__ import annotations
+
+import os
+import signal
+import uuid
+from typing import Any
+
+from tests.integration.workers.conftest import Workers, wait_for
+from workers import WorkerSettings, make_app
+
+
+def attempts(redis_client: Any, key: str) -> int:
+    return int(redis_client.get(f"{key}:attempts") or 0)
+
+
+def test_a_task_whose_child_is_killed_runs_again_at_once_and_completes(
+    workers: Workers, redis_client: Any, redis_url: str
+) -> None:
+    # The visibility timeout is an hour: only an immediate requeue can finish the task within the wait.
+    worker = workers.start()
+    app = make_app(WorkerSettings(redis_url=redis_url, queue=worker.queue), set_as_current=False)
+    key = f"block-{uuid.uuid4().hex[:8]}"
+    result = app.send_task("probe.block", args=[key])
+    wait_for(lambda: attempts(redis_client, key) == 1, 30, "the first attempt started")
+    child = int(redis_client.lindex(f"{key}:pids", 0))
+    assert child in worker.children()
+    os.kill(child, signal.SIGKILL)
+    wait_for(lambda: attempts(redis_client, key) == 2, 30, "the task redelivered after its child died")
+    redis_client.set(f"{key}:release", 1)
+    assert result.get(timeout=30) == 2
+    assert worker.proc.poll() is None
+    assert worker.healthy()
+    wait_for(
+        lambda: worker.sample("obskit_celery_tasks_total", task="probe.block", outcome="ok") == 1,
+        30,
+        "the completed attempt counted",
+    )
+
+
+def test_tasks_of_a_killed_parent_run_after_the_visibility_timeout_and_none_is_lost(
+    workers: Workers, redis_client: Any, redis_url: str
+) -> None:
+    timeout = {"OBSKIT_CELERY_VISIBILITY_TIMEOUT_S": "8"}
+    first = workers.start(**timeout)
+    app = make_app(WorkerSettings(redis_url=redis_url, queue=first.queue), set_as_current=False)
+    keys = [f"block-{uuid.uuid4().hex[:8]}" for _ in range(4)]
+    results = [app.send_task("probe.block", args=[key]) for key in keys]
+    # Two children, one task reserved each: two tasks run, two wait in the queue.
+    wait_for(lambda: sum(attempts(redis_client, k) for k in keys) == 2, 30, "two tasks running")
+    running = [k for k in keys if attempts(redis_client, k) == 1]
+    children = first.children()
+    first.proc.send_signal(signal.SIGKILL)
+    first.proc.wait(10)
+    # The children die with their parent (Celery sets their parent-death signal to SIGKILL).
+    wait_for(lambda: not any(os.path.exists(f"/proc/{pid}") for pid in children), 30, "the children gone")
+    for key in keys:
+        redis_client.set(f"{key}:release", 1)
+
+    workers.start(queue=first.queue, **timeout)
+    assert sorted(r.get(timeout=90) for r in results) == [1, 1, 2, 2]
+    assert sorted(attempts(redis_client, k) for k in running) == [2, 2]
+    for key in keys:
+        assert redis_client.llen(f"{key}:done") == 1, key
+
+
+def test_with_one_task_per_child_metrics_count_exactly_the_tasks_that_ran(workers: Workers, redis_url: str) -> None:
+    worker = workers.start("--max-tasks-per-child", "1")
+    app = make_app(WorkerSettings(redis_url=redis_url, queue=worker.queue), set_as_current=False)
+    n = 8
+    results = [app.send_task("probe.noop", args=[k]) for k in range(n)]
+    assert sorted(r.get(timeout=60) for r in results) == list(range(n))
+
+    def counted() -> float:
+        return worker.sample("obskit_celery_tasks_total", task="probe.noop", outcome="ok")
+
+    # Every child exited after its one task; its counts must stay in the sum.
+    wait_for(lambda: counted() >= n, 30, f"{n} tasks counted")
+    assert counted() == n
+    assert worker.sample("obskit_celery_task_runtime_seconds_count", task="probe.noop") == n
+    assert worker.sample("obskit_celery_queue_wait_seconds_count", queue=worker.queue) == n
+    assert worker.sample("obskit_celery_worker_up") == 1
