@@ -108,10 +108,38 @@ def add_breadcrumb(category: str, message: str, level: Level = "info", **data: A
 
 @contextlib.contextmanager
 def span(op: str, description: str | None = None) -> Iterator[Any]:
-    """Time a block as a span of the current sampled transaction; a no-op otherwise."""
+    """Time a block as a span of the current sampled transaction; a no-op otherwise.
+
+    Works for the SDK's transactions and for those the kit builds itself (a sampled Kafka message).
+    """
     parent = sentry_sdk.get_current_span()
-    if parent is None or not parent.sampled:
+    if parent is not None and parent.sampled:
+        with parent.start_child(op=op, name=description) as child:
+            yield child
+        return
+    unit = current()
+    if unit is None or not unit.sampled or unit.spans is None:
         yield None
         return
-    with parent.start_child(op=op, name=description) as child:
-        yield child
+    import time
+
+    from observability.context import new_span_id
+
+    record: dict[str, Any] = {
+        "trace_id": unit.trace_id,
+        "span_id": new_span_id(),
+        "parent_span_id": unit.span_id,
+        "op": op,
+        "description": description,
+        "start_timestamp": time.time(),
+        "status": "ok",
+    }
+    started = time.perf_counter()
+    try:
+        yield record
+    except BaseException:
+        record["status"] = "internal_error"
+        raise
+    finally:
+        record["timestamp"] = record["start_timestamp"] + (time.perf_counter() - started)
+        unit.spans.append(record)

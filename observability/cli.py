@@ -41,7 +41,34 @@ def _split_only(value: str | None) -> list[str] | None:
     return [part.strip() for part in value.split(",") if part.strip()]
 
 
-@click.group()
+class PluginGroup(click.Group):
+    """A command group that also offers the commands other packages register under an entry-point
+    group, loaded only when used: ``observability`` imports neither ``workers`` nor ``consumers``."""
+
+    def __init__(self, *args: Any, plugins: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.plugins = plugins
+
+    def _entry_points(self) -> Any:
+        from importlib.metadata import entry_points
+
+        return entry_points(group=self.plugins)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *(ep.name for ep in self._entry_points())})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            return command
+        for ep in self._entry_points():
+            if ep.name == cmd_name:
+                loaded: click.Command = ep.load()
+                return loaded
+        return None
+
+
+@click.group(cls=PluginGroup, plugins="obskit.commands")
 @click.option("-v", "--verbose", is_flag=True, help="Log progress to stderr.")
 def main(verbose: bool) -> None:
     """obskit: Sentry, Prometheus and SLOs for Celery workers and Kafka consumers."""
@@ -342,7 +369,7 @@ def slo_status(redis_url: str | None, slo_file: Path | None, as_json: bool) -> N
 # -- benchmarks ----------------------------------------------------------------------------------
 
 
-@main.group()
+@main.group(cls=PluginGroup, plugins="obskit.bench")
 def bench() -> None:
     """Benchmarks that print ratios measured side by side in one run."""
 

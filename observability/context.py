@@ -43,6 +43,7 @@ class Unit:
         "breadcrumbs",
         "parent_span_id",
         "sampled",
+        "spans",
         "tags",
         "user_fields",
         "user_id",
@@ -60,6 +61,8 @@ class Unit:
     ) -> None:
         # Email / username, set only through set_user() when the app opted in to sending PII.
         self.user_fields: dict[str, str] | None = None if parent is None else parent.user_fields
+        # Child spans of a sampled unit whose transaction the kit builds itself (send_transaction).
+        self.spans: list[dict[str, Any]] | None = None if parent is None else parent.spans
         if parent is None:
             self.user_id = user_id
             self._trace_id = trace_id
@@ -131,42 +134,60 @@ def _lazy_slot(name: str) -> Any:
 class LazyUnit(Unit):
     """A unit whose user, trace and tags come from its source (a Kafka message, a task request), worked
     out only when something asks: an event, a log record, an outgoing message. Re-pointed at each new
-    source with :meth:`rebind`, so a consumer pays a few attribute writes per message and nothing more.
+    source with :meth:`rebind`, which costs three attribute writes while nothing was read or recorded
+    for the previous source: the success path of a consumer pays that and nothing more.
 
-    ``resolve(unit, source)`` sets ``user_id``, ``trace_id`` (via ``set_trace``), ``parent_span_id``,
-    ``baggage`` and ``tags`` from the source.
+    ``resolve(unit, source, extra)`` sets ``user_id``, the trace (``set_trace``), ``parent_span_id``,
+    ``baggage`` and ``tags``.
     """
 
-    __slots__ = ("_pending", "_resolver", "_source")
+    __slots__ = ("_dirty", "_extra", "_pending", "_resolver", "_source")
 
     user_id = _lazy_slot("user_id")
     parent_span_id = _lazy_slot("parent_span_id")
     baggage = _lazy_slot("baggage")
     tags = _lazy_slot("tags")
 
-    def __init__(self, resolve: Callable[[LazyUnit, Any], None]) -> None:
+    def __init__(self, resolve: Callable[[LazyUnit, Any, Any], None]) -> None:
         super().__init__(None, None, None, None, None, None, {})
         self._resolver = resolve
         self._source: Any = None
+        self._extra: Any = None
         self._pending = False
+        self._dirty = False
 
-    def rebind(self, source: Any, *, sampled: bool | None = None, keep_breadcrumbs: bool = False) -> None:
+    def rebind(self, source: Any, extra: Any = None, *, keep_breadcrumbs: bool = False) -> None:
         """Point the unit at a new unit of work; nothing is read from it yet."""
         self._source = source
+        self._extra = extra
         self._pending = True
-        self._trace_id = None
-        self._span_id = None
-        self.sampled = sampled
-        self.user_fields = None
-        if not keep_breadcrumbs:
-            self.breadcrumbs = None
+        if self._dirty:
+            self._dirty = False
+            self._trace_id = None
+            self._span_id = None
+            self.sampled = None
+            self.user_fields = None
+            self.spans = None
+            if not keep_breadcrumbs:
+                self.breadcrumbs = None
+
+    def mark_sampled(self) -> None:
+        """This unit is traced: its transaction collects child spans (see ``observability.span``)."""
+        self._dirty = True
+        self.sampled = True
+        self.spans = []
 
     def _resolve_now(self) -> None:
         self._pending = False
-        self._resolver(self, self._source)
+        self._dirty = True
+        self._resolver(self, self._source, self._extra)
 
     def set_trace(self, trace_id: str | None) -> None:
         self._trace_id = trace_id
+
+    def add_breadcrumb(self, crumb: dict[str, Any]) -> None:
+        self._dirty = True
+        super().add_breadcrumb(crumb)
 
     @property
     def trace_id(self) -> str:

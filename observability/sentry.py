@@ -34,8 +34,10 @@ __all__ = [
     "Sampler",
     "init",
     "runtime",
+    "send_transaction",
     "shutdown",
     "start_transaction",
+    "transport_has_room",
 ]
 
 logger = logging.getLogger(__name__)
@@ -222,6 +224,8 @@ class Runtime:
     sampler: Sampler
     sentry_enabled: bool
     event_processors: list[EventProcessor] = field(default_factory=list)
+    # The before_send_transaction pipeline, for transactions the kit builds itself (send_transaction).
+    transaction_pipeline: EventProcessor | None = None
 
 
 _runtime: Runtime | None = None
@@ -319,6 +323,7 @@ def _setup_recorder(settings: Settings, metrics: Metrics) -> None:
 def _sdk_init(settings: Settings, rt: Runtime, transport: type[Transport] | Callable[..., Any] | None) -> None:
     # The SDK types events as a TypedDict; the pipeline works on plain dicts, which is what it passes.
     pipeline: Any = _pipeline(rt.event_processors, rt.metrics, settings.service)
+    rt.transaction_pipeline = pipeline
     sentry_sdk.init(
         dsn=settings.dsn,
         environment=settings.environment,
@@ -402,3 +407,103 @@ def start_transaction(unit: Unit, *, op: str, name: str, source: str = "task") -
     )
     unit.sampled = True
     return sentry_sdk.start_transaction(transaction)
+
+
+def send_transaction(
+    unit: Unit,
+    *,
+    name: str,
+    op: str,
+    start: float,
+    end: float,
+    status: str = "ok",
+    data: dict[str, Any] | None = None,
+    source: str = "task",
+    sample_rate: float | None = None,
+) -> bool:
+    """Send a finished unit of work as a transaction, built directly rather than through the SDK's
+    span machinery (a few tens of microseconds instead of a few hundred), through the same
+    ``before_send_transaction`` pipeline (tags, scrubbing) and the SDK's own transport.
+
+    Returns False when it was not sent: Sentry off, the pipeline dropped it, or the transport's queue
+    was full (counted in ``obskit_sentry_events_dropped_total`` like any other drop).
+    """
+    rt = _runtime
+    if rt is None or not rt.sentry_enabled or rt.transaction_pipeline is None:
+        return False
+    transport = sentry_sdk.get_client().transport
+    if transport is None:
+        return False
+    trace: dict[str, Any] = {
+        "trace_id": unit.trace_id,
+        "span_id": unit.span_id,
+        "op": op,
+        "status": status,
+        "origin": "auto.obskit",
+    }
+    if unit.parent_span_id:
+        trace["parent_span_id"] = unit.parent_span_id
+    if data:
+        trace["data"] = data
+    settings = rt.settings
+    event: dict[str, Any] | None = {
+        "type": "transaction",
+        "event_id": new_event_id(),
+        "platform": "python",
+        "transaction": name,
+        "transaction_info": {"source": source},
+        "start_timestamp": start,
+        "timestamp": end,
+        "contexts": {"trace": trace},
+        "spans": list(unit.spans or ()),
+        "environment": settings.environment,
+        "release": settings.release,
+        "sdk": {"name": "obskit", "version": _VERSION},
+    }
+    event = rt.transaction_pipeline(event, {})  # type: ignore[arg-type]
+    if event is None:
+        return False
+    from sentry_sdk.envelope import Envelope
+
+    envelope = Envelope(headers={"event_id": event["event_id"], "trace": _dsc(unit, settings, sample_rate)})
+    envelope.add_transaction(event)  # type: ignore[arg-type]
+    transport.capture_envelope(envelope)
+    return True
+
+
+_VERSION = "0.1.0"
+
+
+def new_event_id() -> str:
+    return f"{random.getrandbits(128):032x}"
+
+
+def transport_has_room() -> bool:
+    """Whether the SDK's send queue can take another envelope: when it cannot, building a transaction
+    only to drop it would slow the work down for nothing. The drop is counted as the SDK counts its own."""
+    rt = _runtime
+    if rt is None or not rt.sentry_enabled:
+        return False
+    transport = sentry_sdk.get_client().transport
+    worker = getattr(transport, "_worker", None)
+    full = getattr(worker, "full", None)
+    if full is None or not full():
+        return True
+    rt.metrics.sentry_events_dropped.labels(rt.settings.service, "queue_overflow").inc()
+    return False
+
+
+def _dsc(unit: Unit, settings: Settings, sample_rate: float | None) -> dict[str, str]:
+    """The trace's dynamic sampling context: the incoming one when the trace came with it, else ours."""
+    if unit.baggage and "sentry-trace_id=" in unit.baggage:
+        from sentry_sdk.tracing_utils import Baggage
+
+        return Baggage.from_incoming_header(unit.baggage).dynamic_sampling_context()
+    dsc = {"trace_id": unit.trace_id, "environment": settings.environment, "sampled": "true"}
+    if settings.release:
+        dsc["release"] = settings.release
+    if settings.dsn:
+        dsc["public_key"] = urlsplit(settings.dsn).username or ""
+    if sample_rate is not None:
+        dsc["sample_rate"] = str(sample_rate)
+    return dsc

@@ -18,7 +18,9 @@ from prometheus_client import CollectorRegistry
 from sentry_sdk.envelope import Envelope
 from sentry_sdk.transport import Transport
 
-__all__ = ["CapturedEvents", "capture_transport", "obskit_events"]
+from observability._recorder import EnvelopeRecorder
+
+__all__ = ["CapturedEvents", "EnvelopeRecorder", "capture_transport", "envelope_recorder", "obskit_events"]
 
 # Nothing listens on port 9 (discard); the DSN only has to be well formed.
 TEST_DSN = "http://public@127.0.0.1:9/1"
@@ -60,6 +62,16 @@ def capture_transport(sink: CapturedEvents) -> type[Transport]:
                     sink.append(item.payload.json)
 
     return CaptureTransport
+
+
+@pytest.fixture
+def envelope_recorder() -> Iterator[EnvelopeRecorder]:
+    """A local Sentry ingest endpoint that records envelopes (transactions, check-ins, events)."""
+    recorder = EnvelopeRecorder()
+    try:
+        yield recorder
+    finally:
+        recorder.close()
 
 
 @pytest.fixture

@@ -253,7 +253,7 @@ def test_lazy_unit_reads_its_source_only_when_an_event_needs_it(obskit_events: C
 
     resolved: list[str] = []
 
-    def resolve(unit: LazyUnit, source: dict[str, str]) -> None:
+    def resolve(unit: LazyUnit, source: dict[str, str], extra: object) -> None:
         resolved.append(source["user"])
         unit.user_id = source["user"]
         unit.set_trace(source["trace"])
@@ -265,10 +265,20 @@ def test_lazy_unit_reads_its_source_only_when_an_event_needs_it(obskit_events: C
         unit.rebind({"user": "a", "trace": "1" * 32})
         unit.rebind({"user": "b", "trace": "2" * 32})  # a message that succeeded: never read
         obs.capture_message("for b")
-    finally:
+    except BaseException:
         deactivate(token)
-    (event,) = obskit_events
-    assert resolved == ["b"]
+        raise
+    unit.rebind({"user": "c", "trace": "3" * 32})
+    obs.add_breadcrumb("kafka", "only c's")
+    unit.rebind({"user": "d", "trace": "4" * 32})  # nothing of c's may reach d
+    obs.capture_message("for d")
+    deactivate(token)
+    first, second = obskit_events
+    event = first
+    assert resolved == ["b", "d"]
+    assert second["tags"]["user_id"] == "d"
+    assert second["tags"]["trace_id"] == "4" * 32
+    assert second["breadcrumbs"]["values"] == []
     assert event["tags"]["user_id"] == "b"
     assert event["tags"]["topic"] == "payments"
     assert event["tags"]["trace_id"] == "2" * 32 == event["contexts"]["trace"]["trace_id"]
