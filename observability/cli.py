@@ -284,6 +284,63 @@ def cleanup(
             api.close()
 
 
+@main.command("issues")
+@click.option("--service", help="Issues of this service (tag service).")
+@click.option("--env", help="... in this environment (tag env).")
+@click.option("--user-id", help="... that this user hit (tag user_id).")
+@click.option("--trace-id", help="... of this trace (tag trace_id).")
+@click.option("--release", help="... seen in this release (service@version).")
+@click.option("--rule", help="... of this business rule (tag rule).")
+@click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE", help="Any other tag (repeatable).")
+@click.option("--since", metavar="DURATION", help="Seen within this long: 30m, 1h, 2d, 1w.")
+@click.option(
+    "--level",
+    "levels",
+    multiple=True,
+    type=click.Choice(["fatal", "error", "warning", "info", "debug"]),
+    help="Only this level (repeatable).",
+)
+@click.option("--events", "trace_events", is_flag=True, help="Every event of --trace-id across services, oldest first.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--limit", type=click.IntRange(min=1), help="At most this many issues (20) or events (200).")
+def issues_command(
+    *,
+    tags: tuple[str, ...],
+    since: str | None,
+    levels: tuple[str, ...],
+    trace_events: bool,
+    as_json: bool,
+    limit: int | None,
+    **named: str | None,
+) -> None:
+    """Issues on the server (SENTRY_URL, ...) carrying the given tags, most recently seen first.
+
+    Every tag given must match; the server's own search does the matching. With --events and --trace-id:
+    every event of that trace (Celery task, Kafka consumer, ...) in time order.
+    """
+    from observability import issues as finding
+    from observability import sentry_api
+
+    if trace_events and not named["trace_id"]:
+        raise click.UsageError("--events lists one trace: give --trace-id")
+    with _one_line_errors():
+        search = finding.Search(
+            filters=finding.parse_tags({key: named[key] for key in finding.TAG_OPTIONS}, tags),
+            since=None if since is None else finding.parse_since(since),
+            levels=levels,
+            limit=limit or (finding.DEFAULT_EVENTS if trace_events else finding.DEFAULT_ISSUES),
+        )
+        api = sentry_api.client(_settings(None))
+        try:
+            found = finding.trace(api, search) if trace_events else finding.find(api, search)
+        finally:
+            api.close()
+    if as_json:
+        click.echo(json.dumps(found, indent=2))
+    else:
+        click.echo(finding.format_events(found) if trace_events else finding.format_issues(found))
+
+
 # -- SLO -----------------------------------------------------------------------------------------
 
 

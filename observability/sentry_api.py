@@ -8,11 +8,15 @@ sent it. Configured with sentry-cli's variables: ``SENTRY_URL``, ``SENTRY_AUTH_T
 
 from __future__ import annotations
 
+import itertools
+import logging
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
-from datetime import datetime
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
@@ -29,11 +33,21 @@ __all__ = [
     "StoredEvent",
     "client",
     "issues_link",
+    "issues_link_for",
+    "level_term",
     "ping_dsn",
     "search_query",
+    "stats_period",
 ]
 
+logger = logging.getLogger(__name__)
+
 _PLAIN_VALUE = re.compile(r"^[^\s\"]+$")
+_PERIOD_UNITS = (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
+# Bugsink: issues whose level is checked (two requests each) before a --level search stops looking.
+_LEVEL_CHECKS_MAX = 200
+# Requests for per-issue details that run at once.
+_PARALLEL = 8
 
 
 def search_query(filters: Mapping[str, str] | None = None, text: str | None = None) -> str:
@@ -47,6 +61,20 @@ def search_query(filters: Mapping[str, str] | None = None, text: str | None = No
     return " ".join(terms)
 
 
+def stats_period(since: timedelta) -> str:
+    """Sentry's ``statsPeriod`` for a duration: ``1h``, ``2d``, ``90m`` (the largest unit that divides it)."""
+    seconds = max(1, round(since.total_seconds()))
+    unit, size = next((u, n) for u, n in _PERIOD_UNITS if seconds % n == 0)
+    return f"{seconds // size}{unit}"
+
+
+def level_term(levels: Sequence[str]) -> str:
+    """Sentry's search term for event levels: ``level:error`` or ``level:[error,fatal]``."""
+    if not levels:
+        return ""
+    return f"level:{levels[0]}" if len(levels) == 1 else f"level:[{','.join(levels)}]"
+
+
 def issues_link(
     *,
     api: str,
@@ -54,18 +82,41 @@ def issues_link(
     project: str | None,
     filters: Mapping[str, str] | None = None,
     org: str | None = None,
+    since: timedelta | None = None,
+    levels: Sequence[str] = (),
 ) -> str:
-    """The web UI's issue list filtered by tags, for Sentry and for Bugsink alike (no network)."""
-    query = search_query(filters)
+    """The web UI's issue list filtered by tags, for Sentry and for Bugsink alike (no network).
+
+    Bugsink's list (all states, as ``obskit issues`` lists them) takes the same ``q`` search as its API
+    and has no time range or level filter, so ``since`` and ``levels`` only reach Sentry's link (its time
+    range and a ``level:`` term). Bugsink can filter only within a project: without one the link is its
+    global list, unfiltered.
+    """
     base = url.rstrip("/")
     if api == "bugsink":
+        query = search_query(filters)
         path = f"{base}/issues/{project}/all/" if project else f"{base}/issues/all/"
         return f"{path}?{urlencode({'q': query})}" if query else path
+    query = " ".join(filter(None, (search_query(filters), level_term(levels))))
     params = {"query": query} if query else {}
     if project and project.isdigit():
         params["project"] = project
+    if since is not None:
+        params["statsPeriod"] = stats_period(since)
     suffix = f"?{urlencode(params, quote_via=quote)}" if params else ""
     return f"{base}/organizations/{org}/issues/{suffix}"
+
+
+def issues_link_for(settings: Settings) -> Callable[[Mapping[str, str]], str] | None:
+    """:func:`issues_link` bound to the configured server, or None when ``SENTRY_URL`` is not set."""
+    if not settings.sentry_url:
+        return None
+    api, url, project, org = settings.sentry_api, settings.sentry_url, settings.sentry_project, settings.sentry_org
+
+    def link(filters: Mapping[str, str]) -> str:
+        return issues_link(api=api, url=url, project=project, filters=filters, org=org)
+
+    return link
 
 
 @dataclass(frozen=True)
@@ -98,6 +149,25 @@ class StoredEvent:
             return {str(k): str(v) for k, v in pairs}
         return {str(k): str(v) for k, v in tags.items()}
 
+    @property
+    def level(self) -> str | None:
+        level = self.data.get("level") or self.tags.get("level")
+        return str(level) if level else None
+
+    @property
+    def title(self) -> str:
+        """Sentry's title when the API gives one, else the last exception's ``Type: value`` or the message."""
+        if self.data.get("title"):
+            return str(self.data["title"])
+        exceptions = (self.data.get("exception") or {}).get("values") or []
+        if exceptions:
+            last = exceptions[-1]
+            value = str(last.get("value") or "").split("\n", 1)[0]
+            return f"{last.get('type')}: {value}" if value else str(last.get("type"))
+        entry = self.data.get("logentry") or {}
+        message = entry.get("formatted") or entry.get("message") or self.data.get("message") or ""
+        return str(message).split("\n", 1)[0]
+
 
 def _time(value: object) -> datetime | None:
     if not isinstance(value, str) or not value:
@@ -129,6 +199,13 @@ class ServerAPI(ABC):
         return self._request("GET", path, params=params, allow_404=allow_404)
 
     def _request(self, method: str, path: str, *, allow_404: bool = False, **kwargs: Any) -> Any:
+        response = self._send(method, path, allow_404=allow_404, **kwargs)
+        if response is None:
+            return None
+        return response.json() if response.content else None
+
+    def _send(self, method: str, path: str, *, allow_404: bool = False, **kwargs: Any) -> httpx.Response | None:
+        """The response, once it is a success (None for an allowed 404); a one-line ServerAPIError otherwise."""
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
@@ -145,7 +222,7 @@ class ServerAPI(ABC):
         if not response.is_success:
             message = f"{method} {self.url}{path} failed: HTTP {response.status_code} {response.text[:200]}"
             raise ServerAPIError(message)
-        return response.json() if response.content else None
+        return response
 
     def link(self, filters: Mapping[str, str] | None = None) -> str:
         return issues_link(api=self.kind, url=self.url, project=self.project, filters=filters, org=self.org)
@@ -163,6 +240,27 @@ class ServerAPI(ABC):
     @abstractmethod
     def events(self, issue_id: str, query: str = "", *, limit: int = 100) -> list[StoredEvent]:
         """An issue's events (with their full payload), matching the search."""
+
+    def find_issues(
+        self, query: str = "", *, since: timedelta | None = None, levels: Sequence[str] = (), limit: int = 100
+    ) -> list[Issue]:
+        """Issues matching the search, seen within ``since``, at one of ``levels``, most recently seen first,
+        each with its level."""
+        raise NotImplementedError
+
+    def find_events(self, query: str, *, since: timedelta | None = None, limit: int = 100) -> list[StoredEvent]:
+        """Events matching the search across issues, oldest first: the matching issues, then each one's matching
+        events (one request per issue and, on Bugsink, per event)."""
+        cutoff = None if since is None else datetime.now(UTC) - since
+        found: list[StoredEvent] = []
+        for issue in self.issues(query, limit=limit):
+            if cutoff is not None and (issue.last_seen is None or issue.last_seen < cutoff):
+                continue
+            found.extend(self.events(issue.id, query, limit=limit - len(found)))
+            if len(found) >= limit:
+                break
+        recent = (e for e in found if cutoff is None or (e.timestamp is not None and e.timestamp >= cutoff))
+        return sorted(recent, key=lambda e: e.timestamp or datetime.min.replace(tzinfo=UTC))
 
     @abstractmethod
     def event(self, event_id: str) -> StoredEvent | None:
@@ -227,8 +325,53 @@ class BugsinkAPI(ServerAPI):
             params["q"] = query
         return [self._issue(row) for row in self._pages("issues/", params, limit)]
 
+    def find_issues(
+        self, query: str = "", *, since: timedelta | None = None, levels: Sequence[str] = (), limit: int = 100
+    ) -> list[Issue]:
+        """Bugsink's issue list is sorted by last seen, so ``since`` stops the paging; its rows have no level:
+        that is the level of each issue's latest matching event (two requests an issue), asked only for the
+        issues returned, or with ``levels`` for those checked until ``limit`` match (at most 200)."""
+        params = {"project": self.project, "state": "all", "sort": "last_seen", "order": "desc"}
+        if query:
+            params["q"] = query
+        cutoff = None if since is None else datetime.now(UTC) - since
+        rows = (self._issue(row) for row in self._pages("issues/", params, 1 << 62))
+        recent = itertools.takewhile(lambda i: cutoff is None or (i.last_seen or cutoff) >= cutoff, rows)
+        found: list[Issue] = []
+        checked = 0
+        while len(found) < limit:
+            batch = list(itertools.islice(recent, limit - len(found)))
+            if not batch:
+                break
+            checked += len(batch)
+            found.extend(i for i in self._with_levels(batch, query) if not levels or i.level in levels)
+            if levels and checked >= _LEVEL_CHECKS_MAX and len(found) < limit:
+                logger.warning("checked the level of %d issues and stopped: narrow the search", checked)
+                break
+        return found
+
+    def _with_levels(self, issues: Sequence[Issue], query: str) -> list[Issue]:
+        with ThreadPoolExecutor(max_workers=min(_PARALLEL, len(issues))) as pool:
+            levels = list(pool.map(lambda issue: self._latest_level(issue.id, query), issues))
+        return [replace(issue, level=level) for issue, level in zip(issues, levels, strict=True)]
+
+    def _latest_level(self, issue_id: str, query: str) -> str | None:
+        params = {"issue": issue_id, "order": "desc"}
+        if query:
+            params["q"] = query
+        rows = (self._get(f"{self._root}/events/", params) or {}).get("results") or []
+        return self._full(rows[0]["id"]).level if rows else None
+
+    @staticmethod
+    def _title(kind: str, value: str) -> str:
+        """The title Bugsink's pages show: a log message's first line; an exception's ``Type: first line``."""
+        line = value.splitlines()[0] if value else ""
+        if not line:
+            return kind
+        return line if kind == "Log Message" else f"{kind}: {line}"
+
     def _issue(self, row: Mapping[str, Any]) -> Issue:
-        title = ": ".join(part for part in (row.get("calculated_type"), row.get("calculated_value")) if part)
+        title = self._title(str(row.get("calculated_type") or ""), str(row.get("calculated_value") or ""))
         return Issue(
             id=str(row["id"]),
             title=title,
@@ -329,6 +472,75 @@ class SentryAPI(ServerAPI):
         params = {"query": query, "full": "true"}
         rows = self._get(f"/api/0/issues/{issue_id}/events/", params)
         return [self._event(row, issue_id) for row in rows[:limit]]
+
+    # Tags the trace view shows, asked of Sentry's events table.
+    _EVENT_TAGS = ("service", "env", "user_id", "trace_id", "task", "topic", "rule")
+
+    @cached_property
+    def project_id(self) -> str:
+        """The organization-wide endpoints take the project's numeric id; SENTRY_PROJECT is usually its slug."""
+        if self.project.isdigit():
+            return self.project
+        return str(self._get(f"/api/0/projects/{self.org}/{self.project}/")["id"])
+
+    def _paged(self, path: str, params: Mapping[str, Any], limit: int, key: str | None = None) -> Iterator[Any]:
+        """Rows of a list endpoint, following Sentry's ``Link: <...>; rel="next"; results="true"`` cursors."""
+        url: str | None = path
+        query: Mapping[str, Any] | None = params
+        seen = 0
+        while url:
+            response = self._send("GET", url, params=query)
+            assert response is not None
+            body = response.json()
+            for row in (body.get(key) or []) if key else body:
+                yield row
+                seen += 1
+                if seen >= limit:
+                    return
+            following = response.links.get("next") or {}
+            url, query = (following.get("url"), None) if following.get("results") == "true" else (None, None)
+
+    def find_issues(
+        self, query: str = "", *, since: timedelta | None = None, levels: Sequence[str] = (), limit: int = 100
+    ) -> list[Issue]:
+        """The organization's issue search for this project: ``query`` with a ``level:`` term, ``statsPeriod``
+        for ``since`` (Sentry's default range otherwise), newest first. The rows carry each issue's level."""
+        params: dict[str, Any] = {
+            "project": self.project_id,
+            "query": " ".join(filter(None, (query, level_term(levels)))),
+            "sort": "date",
+            "limit": min(limit, 100),
+        }
+        if since is not None:
+            params["statsPeriod"] = stats_period(since)
+        rows = self._paged(f"/api/0/organizations/{self.org}/issues/", params, limit)
+        return [self._issue(row) for row in rows]
+
+    def find_events(self, query: str, *, since: timedelta | None = None, limit: int = 100) -> list[StoredEvent]:
+        """One request to the events table (Discover): error and message events matching the search, oldest
+        first, with the fields and tags the trace view shows."""
+        fields = ["id", "issue.id", "timestamp", "title", "level", "release", *(f"tags[{k}]" for k in self._EVENT_TAGS)]
+        params: dict[str, Any] = {
+            "field": fields,
+            "query": f"{query} !event.type:transaction".strip(),
+            "sort": "timestamp",
+            "per_page": min(limit, 100),
+            "project": self.project_id,
+        }
+        if since is not None:
+            params["statsPeriod"] = stats_period(since)
+        rows = self._paged(f"/api/0/organizations/{self.org}/events/", params, limit, key="data")
+        return [self._table_event(row) for row in rows]
+
+    def _table_event(self, row: Mapping[str, Any]) -> StoredEvent:
+        tags = {k: str(row[f"tags[{k}]"]) for k in self._EVENT_TAGS if row.get(f"tags[{k}]")}
+        data = {"title": row.get("title"), "level": row.get("level"), "release": row.get("release"), "tags": tags}
+        return StoredEvent(
+            event_id=_hex_id(str(row["id"])),
+            issue_id=str(row["issue.id"]) if row.get("issue.id") else None,
+            timestamp=_time(row.get("timestamp")),
+            data=data,
+        )
 
     @staticmethod
     def _event(row: Mapping[str, Any], issue_id: str | None) -> StoredEvent:

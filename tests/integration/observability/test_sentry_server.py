@@ -64,7 +64,7 @@ def test_issues_are_found_by_tag(kit, api: ServerAPI) -> None:
     while time.monotonic() < deadline and not found:
         found = api.issues(search_query({"user_id": user, "service": "itest"}))
         time.sleep(0.3)
-    assert [issue.title for issue in found] == [f"Log Message: tag search probe {user}"]
+    assert [issue.title for issue in found] == [f"tag search probe {user}"]
 
 
 def test_two_rules_give_two_issues_and_one_rule_one(kit, api: ServerAPI) -> None:
