@@ -356,7 +356,17 @@ def _slo_source(redis_url: str | None, slo_file: Path | None) -> Any:
     if not url:
         raise ConfigError("OBSKIT_SLO_REDIS_URL", "", "a Redis URL like redis://host:6379/0 (or --redis-url)")
     client = redis.Redis.from_url(parse_redis_url("--redis-url", url), socket_timeout=5, socket_connect_timeout=2)
-    return SLOSource(Store(client), load_spec(slo_file))
+    return SLOSource(Store(client), load_spec(slo_file), issues_link=_issues_link())
+
+
+def _issues_link() -> Any:
+    """Links to each service's issues when the server's web API is configured (SENTRY_URL and friends)."""
+    from observability.config import Settings
+    from observability.sentry_api import issues_link_for
+
+    names = ("SENTRY_URL", "SENTRY_ORG", "SENTRY_PROJECT", "OBSKIT_SENTRY_API")
+    server = {name: os.environ[name] for name in names if name in os.environ}
+    return issues_link_for(Settings.from_env(server, service="obskit-exporter"))
 
 
 _redis_option = click.option("--redis-url", help="Where SLO counts live (default: OBSKIT_SLO_REDIS_URL, REDIS_URL).")
@@ -411,7 +421,7 @@ def slo_status(redis_url: str | None, slo_file: Path | None, as_json: bool) -> N
     with _one_line_errors():
         source = _slo_source(redis_url, slo_file)
         try:
-            rows = status_rows(source.reports())
+            rows = status_rows(source.reports(), issues_link=source.issues_link)
         except Exception as exc:
             message = f"cannot read SLO counts from Redis: {exc}"
             raise ObskitError(message) from None

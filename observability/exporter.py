@@ -11,7 +11,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -26,7 +26,7 @@ from observability.slo.spec import Spec
 from observability.slo.store import Store
 from observability.slo.windows import WINDOWS, format_duration
 
-__all__ = ["SLOCollector", "SLOSource", "make_app", "render_text", "serve"]
+__all__ = ["IssuesLink", "SLOCollector", "SLOSource", "make_app", "render_text", "serve"]
 
 logger = logging.getLogger(__name__)
 
@@ -36,14 +36,29 @@ _SPECS: dict[str, MetricSpec] = {spec.name: spec for spec in EXPORTER_CATALOGUE}
 STATUS_WINDOWS = tuple(w for w in WINDOWS if format_duration(w) in ("10m", "1h", "6h", "30d"))
 
 
-class SLOSource:
-    """Reads every service's counts from Redis and turns them into reports."""
+IssuesLink = Callable[[Mapping[str, str]], str]
 
-    def __init__(self, store: Store, spec: Spec, *, clock: Callable[[], float] = time.time) -> None:
+
+class SLOSource:
+    """Reads every service's counts from Redis and turns them into reports.
+
+    ``issues_link`` (``sentry_api.issues_link_for``) gives each service and environment a link to its
+    issues on the Sentry-compatible server, on the page and in the status JSON.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        spec: Spec,
+        *,
+        clock: Callable[[], float] = time.time,
+        issues_link: IssuesLink | None = None,
+    ) -> None:
         self.store = store
         self.spec = spec
         self.clock = clock
         self.windows = windows_needed(spec, WINDOWS)
+        self.issues_link = issues_link
 
     def reports(self) -> list[ServiceReport]:
         pairs = self.store.services()
@@ -140,8 +155,9 @@ def _add_report(families: dict[str, GaugeMetricFamily], report: ServiceReport) -
 # -- for people --------------------------------------------------------------------------------
 
 
-def status_rows(reports: Sequence[ServiceReport]) -> list[dict[str, Any]]:
-    """The table `obskit slo status` prints and the page shows, as plain data (also its JSON)."""
+def status_rows(reports: Sequence[ServiceReport], *, issues_link: IssuesLink | None = None) -> list[dict[str, Any]]:
+    """The table `obskit slo status` prints and the page shows, as plain data (also its JSON); with
+    ``issues_link``, each row's ``issues_url`` lists that service's issues in that environment."""
     rows = []
     for r in sorted(reports, key=lambda x: (x.service, x.env)):
         row: dict[str, Any] = {
@@ -158,6 +174,8 @@ def status_rows(reports: Sequence[ServiceReport]) -> list[dict[str, Any]]:
             row[f"error_ratio_{name}"] = None if stats is None else round(stats.error_ratio, 6)
             row[f"burn_rate_{name}"] = None if stats is None else round(stats.burn_rate, 3)
             row[f"events_{name}"] = None if stats is None else stats.total
+        if issues_link is not None:
+            row["issues_url"] = issues_link({"service": r.service, "env": r.env})
         rows.append(row)
     return rows
 
@@ -214,7 +232,7 @@ def _chart(points: Sequence[tuple[float, float]], width: int = 320, height: int 
 
 
 def render_page(source: SLOSource, reports: Sequence[ServiceReport], *, history_h: int = 6) -> str:
-    rows = status_rows(reports)
+    rows = status_rows(reports, issues_link=source.issues_link)
     names = [format_duration(w) for w in STATUS_WINDOWS]
     now = source.clock()
     body = []
@@ -235,10 +253,14 @@ def render_page(source: SLOSource, reports: Sequence[ServiceReport], *, history_
             "never" if row["freshness_s"] is None else f"{row['freshness_s']:.0f} s",
             _chart(points),
         ]
+        if "issues_url" in row:
+            cells.append(f"<a href='{html.escape(row['issues_url'], quote=True)}'>issues</a>")
         style = ' class="burning"' if burning else ""
         body.append(f"<tr{style}>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     head = ["service", "env", "objective", *(f"errors {n}" for n in names), *(f"burn {n}" for n in names)]
     head += ["budget left", "freshness", f"1h burn rate, last {history_h}h"]
+    if source.issues_link is not None:
+        head.append("issues")
     empty = f'<tr><td colspan="{len(head)}">no service has recorded outcomes yet</td></tr>'
     return (
         "<!doctype html><html><head><meta charset='utf-8'><title>obskit SLOs</title>"
@@ -271,7 +293,7 @@ def make_app(source: SLOSource) -> Callable[..., Iterator[bytes]]:
                 payload = b"ok\n"
             elif path == "/api/status":
                 content_type = "application/json"
-                payload = json.dumps(status_rows(source.reports()), indent=2).encode()
+                payload = json.dumps(status_rows(source.reports(), issues_link=source.issues_link), indent=2).encode()
             elif path == "/":
                 content_type = "text/html; charset=utf-8"
                 payload = render_page(source, source.reports()).encode()

@@ -1,10 +1,11 @@
 """`obskit issues`: query building, link formats for Sentry and Bugsink, the requests each client makes,
-the tables and the exit codes."""
+the tables, the exit codes, and the links on log records and on the SLO page."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -13,9 +14,11 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
+import observability as obs
 from observability import issues
 from observability.cli import main
 from observability.errors import ConfigError
+from observability.exporter import SLOSource, render_page, status_rows
 from observability.sentry_api import (
     BugsinkAPI,
     SentryAPI,
@@ -25,6 +28,11 @@ from observability.sentry_api import (
     search_query,
     stats_period,
 )
+from observability.slo import Outcome, Spec
+from observability.slo.report import build_reports
+from observability.slo.store import Reading
+from observability.slo.windows import WINDOWS
+from observability.testing import CapturedEvents, capture_transport
 
 Handler = Callable[[httpx.Request], httpx.Response]
 
@@ -414,3 +422,89 @@ def test_json_output_is_the_same_document_the_table_is_made_from() -> None:
     found = issues.find(FakeServer([]), issues.Search(filters={"service": "s"}))
     assert json.loads(json.dumps(found))["issues"] == []
     assert issues.format_issues(found).splitlines()[0] == "no issues match service:s"
+
+
+# -- links on log records and on the SLO page ----------------------------------------------------------
+
+
+@pytest.fixture
+def kit_with_server() -> Iterator[CapturedEvents]:
+    sink = CapturedEvents()
+    environ = {
+        "SENTRY_DSN": "http://k@127.0.0.1:9/1",
+        "SENTRY_URL": "http://bugsink.example",
+        "SENTRY_PROJECT": "1",
+        "OBSKIT_SENTRY_API": "bugsink",
+    }
+    obs.init("svc", environ=environ, transport=capture_transport(sink), registry=sink.registry)
+    try:
+        yield sink
+    finally:
+        obs.shutdown(timeout_s=1.0)
+
+
+def test_error_records_link_their_traces_issues_and_lower_records_are_left_alone(
+    kit_with_server: CapturedEvents,
+) -> None:
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    log = logging.getLogger("app.links")
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    try:
+        with obs.bind(user_id=3) as unit:
+            log.info("charging")
+            log.error("charge failed")
+        log.error("outside any unit")
+    finally:
+        log.removeHandler(handler)
+    inside_info, inside_error, outside = records
+    assert not hasattr(inside_info, "issue_url")
+    assert inside_error.issue_url == f"http://bugsink.example/issues/1/all/?q=trace_id%3A{unit.trace_id}"  # type: ignore[attr-defined]
+    assert outside.issue_url == "-"  # type: ignore[attr-defined]
+    event = next(e for e in kit_with_server if e.get("logentry", {}).get("message") == "charge failed")
+    assert event["extra"]["issue_url"] == inside_error.issue_url  # type: ignore[attr-defined]
+
+
+def test_error_records_have_no_link_without_a_configured_server() -> None:
+    sink = CapturedEvents()
+    obs.init(
+        "svc",
+        environ={"SENTRY_DSN": "http://k@127.0.0.1:9/1"},
+        transport=capture_transport(sink),
+        registry=sink.registry,
+    )
+    try:
+        with obs.bind(user_id=3):
+            record = logging.getLogger("app.links").makeRecord("app.links", logging.ERROR, "f", 1, "boom", (), None)
+    finally:
+        obs.shutdown(timeout_s=1.0)
+    assert record.issue_url == "-"  # type: ignore[attr-defined]
+
+
+class _NoHistory:
+    def history(self, *args: Any, **kwargs: Any) -> list[Any]:
+        return []
+
+
+def _reports() -> Any:
+    windows = {window: {Outcome.OK: 10} for window in WINDOWS}
+    return build_reports([Reading("payments-worker", "prod", 1000.0, 990.0, windows)], Spec())
+
+
+def test_slo_status_rows_and_page_link_each_services_issues_when_a_server_is_configured() -> None:
+    def link(filters: Any) -> str:
+        return issues_link(api="bugsink", url="http://b", project="1", filters=filters)
+
+    (row,) = status_rows(_reports(), issues_link=link)
+    assert row["issues_url"] == "http://b/issues/1/all/?q=service%3Apayments-worker+env%3Aprod"
+    page = render_page(SLOSource(_NoHistory(), Spec(), issues_link=link), _reports())  # type: ignore[arg-type]
+    assert "<th>issues</th>" in page
+    assert f"<a href='{row['issues_url']}'>issues</a>" in page
+
+
+def test_slo_status_has_no_link_column_without_a_server() -> None:
+    (row,) = status_rows(_reports())
+    assert "issues_url" not in row
+    assert "<th>issues</th>" not in render_page(SLOSource(_NoHistory(), Spec()), _reports())  # type: ignore[arg-type]
