@@ -60,7 +60,10 @@ def settings_for(app: Any) -> WorkerSettings:
 
 
 def _init_kit(settings: WorkerSettings) -> None:
+    from workers import instrumentation
+
     observability.init(service=settings.service)
+    instrumentation.configure(traces_max_per_s=settings.traces_max_per_s)
 
 
 def _is_prefork(worker: Any) -> bool:

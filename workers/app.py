@@ -56,11 +56,13 @@ def _raise_for_celery_cli(exc: ConfigError) -> None:
     import click
 
     ctx = click.get_current_context(silent=True)
+
     class BadSetting(click.ClickException):
         exit_code = 2
 
     if ctx is not None and ctx.find_root().command.name == "celery":
-        raise BadSetting(f"obskit: {exc}") from None
+        message = f"obskit: {exc}"
+        raise BadSetting(message) from None
 
 
 class WorkerApp(Celery):  # type: ignore[misc]  # celery ships no type hints

@@ -24,6 +24,7 @@ import contextlib
 import logging
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
@@ -49,8 +50,10 @@ from observability.slo import Outcome
 from workers import _crons
 
 __all__ = [
+    "DEFAULT_TRACES_MAX_PER_S",
     "PUBLISHED_AT_HEADER",
     "RETRY_HISTORY_HEADER",
+    "configure",
     "setup",
 ]
 
@@ -84,30 +87,56 @@ _TRANSACTION_STATUS = {
     "ignored": "cancelled",
 }
 _FILTERED = "[Filtered]"
+DEFAULT_TRACES_MAX_PER_S = 10.0
 _EMPTY: Mapping[str, Any] = {}
 
 
 class _Run:
     """One task attempt in this process, from prerun to postrun."""
 
-    __slots__ = ("binder", "monitor", "started", "transaction", "unit")
+    __slots__ = ("binder", "monitor", "queue", "started", "traced_since", "unit", "wait_s")
 
-    def __init__(self, binder: bind, unit: Unit) -> None:
+    def __init__(self, binder: bind, unit: Unit, queue: str) -> None:
         self.binder = binder
         self.unit = unit
-        self.transaction: Any = None
+        self.queue = queue
+        # Wall-clock start of a traced attempt (its transaction is built at postrun); None: not traced.
+        self.traced_since: float | None = None
+        self.wait_s: float | None = None
         self.monitor: Mapping[str, Any] | None = None
         self.started = 0.0
+
+
+class _TraceBudget:
+    """A token bucket: at most ``per_s`` traced tasks per second, bursts of up to that many."""
+
+    def __init__(self, per_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.per_s = per_s
+        self._clock = clock
+        self._tokens = per_s
+        self._refilled = clock()
+        self._lock = threading.Lock()
+
+    def take(self) -> bool:
+        with self._lock:
+            now = self._clock()
+            self._tokens = min(self.per_s, self._tokens + (now - self._refilled) * self.per_s)
+            self._refilled = now
+            if self._tokens >= 1.0:
+                self._tokens -= 1.0
+                return True
+            return False
 
 
 class _Kit:
     """What the handlers need from the kit's runtime, with metric children cached per label value."""
 
-    def __init__(self, rt: observability.sentry.Runtime) -> None:
+    def __init__(self, rt: observability.sentry.Runtime, traces_max_per_s: float) -> None:
         self.rt = rt
         self.service = rt.settings.service
         self.sentry = rt.sentry_enabled
         self.decide = rt.sampler.decide
+        self.budget = _TraceBudget(traces_max_per_s)
         metrics = rt.metrics
         self._tasks = metrics.celery_tasks
         self._runtime = metrics.celery_task_runtime_seconds
@@ -133,18 +162,19 @@ class _Kit:
             child = self._runtime_children[task] = self._runtime.labels(self.service, task)
         child.observe(seconds)
 
-    def observe_wait(self, queue: str, now: float, published: object, eta: object) -> None:
+    def observe_wait(self, queue: str, now: float, published: object, eta: object) -> float | None:
         ref = float(published)  # type: ignore[arg-type]
         if eta:
             ref = max(ref, _eta_timestamp(eta))
         wait = now - ref
         if wait < 0:
             self._skew.labels(self.service, queue).inc()
-            return
+            return None
         child = self._wait_children.get(queue)
         if child is None:
             child = self._wait_children[queue] = self._wait.labels(self.service, queue)
         child.observe(wait)
+        return wait
 
     def internal_error(self, component: str) -> None:
         # A warning, not an error: a bug here must not turn every task into a Sentry event. It is counted.
@@ -168,26 +198,31 @@ class _Kit:
         incoming = extract(carrier)
         name = task.name
         queue = (request.delivery_info or _EMPTY).get("routing_key") or "unknown"
-        sampled = self.decide(self.rate_name(name), incoming.parent_sampled)
+        # The core's decision (rates, an unsampled parent honoured), then this process's budget: a task
+        # over budget is not traced, and neither is what it sends on (the trace is cut at its head).
+        sampled = self.decide(self.rate_name(name), incoming.parent_sampled) and self.budget.take()
         binder = bind_incoming(
             incoming, sampled=sampled, task=name, task_id=task_id, queue=queue, retries=request.retries
         )
-        run = _Run(binder, binder.__enter__())
+        run = _Run(binder, binder.__enter__(), queue)
         setattr(request, _RUN, run)
         try:
             history = get(RETRY_HISTORY_HEADER)
             if history:
                 _retry_breadcrumbs(run.unit, history)
-            if sampled and self.sentry:
-                run.transaction = observability.sentry.start_transaction(run.unit, op="queue.task.celery", name=name)
-                run.transaction.__enter__()
+            now = time.time()
+            # A sampled attempt collects its spans on the unit; its transaction is built at postrun,
+            # directly (tens of microseconds), not through the SDK's span machinery (hundreds).
+            if sampled and self.sentry and observability.sentry.transport_has_room():
+                run.unit.spans = []
+                run.traced_since = now
             monitor = get(_crons.MONITOR_HEADER)
             if monitor and self.sentry:
                 run.monitor = monitor
                 _check_in(monitor, "in_progress")
             published = get(PUBLISHED_AT_HEADER)
             if published is not None:
-                self.observe_wait(queue, time.time(), published, request.eta)
+                run.wait_s = self.observe_wait(queue, now, published, request.eta)
         finally:
             run.started = time.perf_counter()
 
@@ -205,9 +240,30 @@ class _Kit:
         if run.monitor is not None and outcome != "retried":
             status = "error" if outcome in ("error", "rejected") else "ok"
             _check_in(run.monitor, status, duration=time.time() - float(run.monitor.get("started") or time.time()))
-        if run.transaction is not None:
-            run.transaction.set_status(_TRANSACTION_STATUS.get(outcome, "unknown"))
-            run.transaction.__exit__(None, None, None)
+        if run.traced_since is not None:
+            self._send_transaction(task, run, outcome)
+
+    def _send_transaction(self, task: Any, run: _Run, outcome: str) -> None:
+        unit = run.unit
+        data: dict[str, Any] = {
+            "messaging.system": "celery",
+            "messaging.destination.name": run.queue,
+            "messaging.message.id": unit.tags.get("task_id"),
+            "messaging.message.retry.count": unit.tags.get("retries"),
+        }
+        if run.wait_s is not None:
+            data["messaging.message.receive.latency"] = round(run.wait_s * 1000)
+        name = task.name
+        observability.sentry.send_transaction(
+            unit,
+            name=name,
+            op="queue.task.celery",
+            start=run.traced_since or 0.0,
+            end=time.time(),
+            status=_TRANSACTION_STATUS.get(outcome, "unknown"),
+            data=data,
+            sample_rate=self.rt.sampler.rate_for(self.rate_name(name)),
+        )
 
     def report_failure(self, task: Any, exc: BaseException, args: Any, kwargs: Any) -> None:
         """The task failed for good: a business failure, an expected error, or one Sentry event."""
@@ -226,6 +282,14 @@ class _Kit:
 
 
 _kit: _Kit | None = None
+_traces_max_per_s = DEFAULT_TRACES_MAX_PER_S
+
+
+def configure(*, traces_max_per_s: float = DEFAULT_TRACES_MAX_PER_S) -> None:
+    """Set how many tasks per second this process may trace (the worker passes its settings)."""
+    global _traces_max_per_s, _kit  # noqa: PLW0603
+    _traces_max_per_s = traces_max_per_s
+    _kit = None
 
 
 def _active() -> _Kit | None:
@@ -237,7 +301,7 @@ def _active() -> _Kit | None:
         return None
     kit = _kit
     if kit is None or kit.rt is not rt:
-        kit = _kit = _Kit(rt)
+        kit = _kit = _Kit(rt, _traces_max_per_s)
     return kit
 
 

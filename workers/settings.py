@@ -71,6 +71,9 @@ class WorkerSettings:
     metrics_host: str = "127.0.0.1"
     # Beat attaches Sentry Crons check-in data to the tasks it schedules.
     crons: bool = False
+    # At most this many traced tasks (Sentry transactions) per second per worker process: sending one
+    # costs about a millisecond of CPU, so an unbounded 10% of a busy worker costs a tenth of it.
+    traces_max_per_s: float = 10.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> WorkerSettings:
@@ -95,6 +98,7 @@ class WorkerSettings:
             "metrics_port": ("OBSKIT_WORKER_METRICS_PORT", _port),
             "metrics_host": ("OBSKIT_WORKER_METRICS_HOST", lambda _v, raw: raw.strip()),
             "crons": ("OBSKIT_CELERY_CRONS", _bool),
+            "traces_max_per_s": ("OBSKIT_CELERY_TRACES_MAX_PER_S", _positive),
         }
         for name, (variable, parse) in readers.items():
             raw = env.get(variable, "").strip()

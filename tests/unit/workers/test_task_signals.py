@@ -156,6 +156,8 @@ def test_the_unsampled_path_starts_no_transaction(
         raise AssertionError("a transaction was started for an unsampled task")
 
     monkeypatch.setattr(obs.sentry, "start_transaction", forbidden)
+    monkeypatch.setattr(obs.sentry, "send_transaction", forbidden)
+    monkeypatch.setattr(obs.sentry, "transport_has_room", forbidden)
     monkeypatch.setattr(sentry_sdk, "start_transaction", forbidden)
     assert run(app, "unit.ok", 1).get() == 2
     assert obskit_events.metric("obskit_internal_errors_total", {"service": "test", "component": "celery_prerun"}) == 0
@@ -222,3 +224,27 @@ def test_sentrys_own_celery_integration_stays_off(app: Any, obskit_events: Captu
     (event,) = obskit_events
     assert "celery" not in event["sdk"]["integrations"]
     assert "celery_task_id" not in event["tags"]
+
+
+def test_the_trace_budget_refills_at_its_rate() -> None:
+    from workers.instrumentation import _TraceBudget
+
+    now = [0.0]
+    budget = _TraceBudget(2.0, clock=lambda: now[0])
+    assert [budget.take() for _ in range(3)] == [True, True, False]
+    now[0] = 0.5
+    assert [budget.take() for _ in range(2)] == [True, False]
+
+
+def test_a_task_over_the_trace_budget_is_not_traced(app: Any, traced: CapturedEvents) -> None:
+    from workers import instrumentation
+
+    kit = instrumentation._active()
+    assert kit is not None
+    kit.budget = instrumentation._TraceBudget(1.0, clock=lambda: 0.0)
+    run(app, "unit.ok", 1)
+    run(app, "unit.boom", "x")
+    (transaction,) = traced.transactions
+    assert transaction["transaction"] == "unit.ok"
+    (error,) = traced.errors
+    assert error["contexts"]["trace"]["trace_id"] != transaction["contexts"]["trace"]["trace_id"]
