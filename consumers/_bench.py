@@ -140,6 +140,263 @@ def _obskit(bootstrap: str, topic: str, messages: int, *, rate: float, dsn: str,
     return seen / (finished - started)
 
 
+def _handle_noop(payload: Any) -> None:
+    return None
+
+
+def _arroyo(bootstrap: str, topic: str, messages: int) -> float:
+    """getsentry/arroyo: a StreamProcessor with RunTask (the handler) and CommitOffsets."""
+    from arroyo.backends.kafka import KafkaConsumer
+    from arroyo.backends.kafka.configuration import build_kafka_consumer_configuration
+    from arroyo.processing import StreamProcessor
+    from arroyo.processing.strategies import CommitOffsets, ProcessingStrategyFactory, RunTask
+    from arroyo.types import Topic
+
+    seen = 0
+    started = finished = 0.0
+    processor: Any = None
+
+    def handle(message: Any) -> None:
+        nonlocal seen, started, finished
+        if not seen:
+            started = time.perf_counter()
+        _handle_noop(json.loads(message.payload.value))
+        seen += 1
+        if seen == messages:
+            finished = time.perf_counter()
+            processor.signal_shutdown()
+
+    class Factory(ProcessingStrategyFactory):  # type: ignore[type-arg]
+        def create_with_partitions(self, commit: Any, partitions: Any) -> Any:
+            return RunTask(handle, CommitOffsets(commit))
+
+    config = build_kafka_consumer_configuration(
+        default_config={},
+        bootstrap_servers=[bootstrap],
+        auto_offset_reset="earliest",
+        group_id=f"bench-arroyo-{uuid.uuid4().hex[:6]}",
+    )
+    processor = StreamProcessor(KafkaConsumer(config), Topic(topic), Factory())
+    processor.run()
+    return seen / (finished - started)
+
+
+def _sentry_per_message(bootstrap: str, topic: str, messages: int, *, dsn: str) -> float:
+    """What the field notes write by hand: an isolation scope, continue_trace and a transaction per
+    message, tags set on the scope, 10% trace sampling, Sentry's own defaults otherwise."""
+    import sentry_sdk
+
+    sentry_sdk.init(dsn=dsn, traces_sample_rate=0.1, default_integrations=False, auto_enabling_integrations=False)
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"bench-sentry-{uuid.uuid4().hex[:6]}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+        }
+    )
+    consumer.subscribe([topic])
+    seen = 0
+    started = 0.0
+    next_commit = 0.0
+    try:
+        while seen < messages:
+            batch = consumer.consume(500, 0.2)
+            if not batch:
+                continue
+            if not started:
+                started = time.perf_counter()
+            for message in batch:
+                if message.error() is not None:
+                    continue
+                headers = {k: v.decode() for k, v in message.headers() or []}
+                with sentry_sdk.isolation_scope() as scope:
+                    scope.set_tag("topic", message.topic())
+                    scope.set_tag("partition", str(message.partition()))
+                    transaction = sentry_sdk.continue_trace(headers, op="queue.process", name=message.topic())
+                    with sentry_sdk.start_transaction(transaction):
+                        _handle_noop(json.loads(message.value()))
+                consumer.store_offsets(message=message)
+                seen += 1
+            now = time.monotonic()
+            if now >= next_commit:
+                consumer.commit(asynchronous=True)
+                next_commit = now + 1.0
+        elapsed = time.perf_counter() - started
+    finally:
+        consumer.close()
+        sentry_sdk.get_client().close(timeout=2)
+    return seen / elapsed
+
+
+def _opentelemetry(bootstrap: str, topic: str, messages: int) -> float:
+    """OpenTelemetry's confluent-kafka instrumentation (a span per message, 10% sampled) on the bare loop."""
+    from opentelemetry.instrumentation.confluent_kafka import ConfluentKafkaInstrumentor
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+    from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+
+    class Discard(SpanExporter):
+        def export(self, spans: Any) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+    provider = TracerProvider(sampler=ParentBased(TraceIdRatioBased(0.1)))
+    provider.add_span_processor(BatchSpanProcessor(Discard()))
+    consumer = ConfluentKafkaInstrumentor().instrument_consumer(
+        Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": f"bench-otel-{uuid.uuid4().hex[:6]}",
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
+                "enable.auto.offset.store": False,
+            }
+        ),
+        tracer_provider=provider,
+    )
+    consumer.subscribe([topic])
+    seen = 0
+    started = 0.0
+    next_commit = 0.0
+    while seen < messages:
+        batch = consumer.consume(500, 0.2)
+        if not batch:
+            continue
+        if not started:
+            started = time.perf_counter()
+        last = None
+        for message in batch:
+            if message.error() is not None:
+                continue
+            _handle_noop(json.loads(message.value()))
+            last = message
+            seen += 1
+        if last is not None:
+            consumer.store_offsets(message=last)
+        now = time.monotonic()
+        if now >= next_commit:
+            consumer.commit(asynchronous=True)
+            next_commit = now + 1.0
+    elapsed = time.perf_counter() - started
+    consumer.close()
+    provider.shutdown()
+    return seen / elapsed
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _memory(bootstrap: str, redis_url: str, dsn: str, messages: int) -> dict[str, float]:
+    """RSS of the obskit runner after a warm-up and after ``messages`` more, in one process."""
+    warmup = min(100_000, messages // 10)
+    topic = _prepare(bootstrap, warmup + messages)
+    import observability as obs
+    from consumers.runner import Runner
+    from consumers.settings import ConsumerSettings
+
+    obs.init("bench-memory", environ={"SENTRY_DSN": dsn, "SENTRY_TRACES_SAMPLE_RATE": "0.01", "REDIS_URL": redis_url})
+    marks: dict[str, float] = {}
+    seen = 0
+    runner: Any = None
+
+    def handle(payload: Any) -> None:
+        nonlocal seen
+        seen += 1
+        if seen == warmup:
+            marks["before"] = _rss_mb()
+        elif seen == warmup + messages:
+            marks["after"] = _rss_mb()
+            runner.stop()
+
+    settings = ConsumerSettings.from_env(
+        {}, bootstrap_servers=bootstrap, group_id=f"bench-mem-{uuid.uuid4().hex[:6]}", topics=(topic,)
+    )
+    runner = Runner(handle, settings, install_signals=False)
+    runner.run()
+    obs.shutdown(timeout_s=2)
+    return {
+        "messages": messages,
+        "rss_before_mb": round(marks["before"], 1),
+        "rss_after_mb": round(marks["after"], 1),
+        "growth_mb": round(marks["after"] - marks["before"], 1),
+    }
+
+
+def _prepare_failing(bootstrap: str, messages: int) -> str:
+    """The same messages, one in a hundred marked to fail."""
+    topic = f"bench-fail-{uuid.uuid4().hex[:8]}"
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for future in admin.create_topics(
+        [
+            NewTopic(topic, num_partitions=1, replication_factor=1),
+            NewTopic(f"{topic}.dlq", num_partitions=1, replication_factor=1),
+        ]
+    ).values():
+        future.result(30)
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "batch.num.messages": 10_000})
+    for n in range(messages):
+        body = {"payment_id": n, "user_id": n % 1000, "amount": 12.5, "currency": "EUR", "fail": n % 100 == 50}
+        while True:
+            try:
+                producer.produce(topic, json.dumps(body).encode())
+                break
+            except BufferError:
+                producer.poll(0.1)
+    producer.flush(60)
+    return topic
+
+
+class _Failure(Exception):
+    pass
+
+
+def _obskit_failing(bootstrap: str, topic: str, messages: int, *, dsn: str, redis_url: str) -> float:
+    """The runner with one message in a hundred failing (one attempt, then the DLQ and a Sentry event)."""
+    import observability as obs
+    from consumers.runner import Runner
+    from consumers.settings import ConsumerSettings
+
+    obs.init("bench-consumer", environ={"SENTRY_DSN": dsn, "SENTRY_TRACES_SAMPLE_RATE": "0", "REDIS_URL": redis_url})
+    seen = 0
+    started = finished = 0.0
+    runner: Any = None
+
+    def handle(payload: Any) -> None:
+        nonlocal seen, started, finished
+        if not seen:
+            started = time.perf_counter()
+        seen += 1
+        if seen == messages:
+            finished = time.perf_counter()
+            runner.stop()
+        if payload["fail"]:
+            message = f"payment {payload['payment_id']} failed"
+            raise _Failure(message)
+
+    settings = ConsumerSettings.from_env(
+        {}, bootstrap_servers=bootstrap, group_id=f"bench-fail-{uuid.uuid4().hex[:6]}", topics=(topic,), attempts=1
+    )
+    runner = Runner(handle, settings, install_signals=False)
+    runner.run()
+    obs.shutdown(timeout_s=2)
+    return seen / (finished - started)
+
+
+def _closed_port_dsn() -> str:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://public@127.0.0.1:{port}/1"
+
+
 class _RecorderProcess:
     """The local Sentry endpoint in a process of its own, so its work does not share the consumer's GIL."""
 
@@ -164,8 +421,35 @@ class _RecorderProcess:
         self.proc.wait(10)
 
 
-def run(*, bootstrap: str | None, redis_url: str | None, messages: int, rounds: int) -> dict[str, Any]:
+def _ensure_peers() -> None:
+    """Install the peers (the `bench` extra) when they are missing: the kit itself never needs them."""
+    import importlib.util
+    import subprocess
+    import sys
+    from importlib.metadata import requires
+
+    wanted = ("arroyo", "opentelemetry.instrumentation.confluent_kafka", "psutil")
+    if all(importlib.util.find_spec(name) is not None for name in wanted):
+        return
+    extra = [r.split(";")[0].strip() for r in requires("obskit") or [] if 'extra == "bench"' in r]
+    click.echo(f"installing the benchmark's peers: {' '.join(extra)}", err=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", *extra], check=True)
+
+
+def run(
+    *,
+    bootstrap: str | None,
+    redis_url: str | None,
+    messages: int,
+    rounds: int,
+    peers: bool = True,
+    peer_messages: int = 20_000,
+    memory_messages: int = 0,
+) -> dict[str, Any]:
+    if peers:
+        _ensure_peers()
     recorder = _RecorderProcess()
+    down = _closed_port_dsn()
     try:
         with _services(bootstrap, redis_url) as (kafka, redis):
             topic = _prepare(kafka, messages)
@@ -181,38 +465,103 @@ def run(*, bootstrap: str | None, redis_url: str | None, messages: int, rounds: 
                     kafka, topic, messages, rate=0.1, dsn=recorder.dsn, redis_url=redis
                 ),
             }
-            results: dict[str, list[float]] = {name: [] for name in variants}
+            slow: dict[str, Callable[[], float]] = {}
+            if peers:
+                failing = _prepare_failing(kafka, messages)
+                variants["obskit, 1% failing, Sentry up"] = lambda: _obskit_failing(
+                    kafka, failing, messages, dsn=recorder.dsn, redis_url=redis
+                )
+                variants["obskit, 1% failing, Sentry down"] = lambda: _obskit_failing(
+                    kafka, failing, messages, dsn=down, redis_url=redis
+                )
+                variants["arroyo (RunTask + CommitOffsets)"] = lambda: _arroyo(kafka, topic, messages)
+                slow["hand-written Sentry per message"] = lambda: _sentry_per_message(
+                    kafka, topic, peer_messages, dsn=recorder.dsn
+                )
+                slow["OpenTelemetry confluent-kafka"] = lambda: _opentelemetry(kafka, topic, peer_messages)
+            results: dict[str, list[float]] = {name: [] for name in (*variants, *slow)}
             for _ in range(rounds):  # interleaved, so drift on a shared machine hits every variant alike
                 for name, variant in variants.items():
                     results[name].append(variant())
+            for name, variant in slow.items():  # 1-3% of bare: one round over a prefix of the same data
+                results[name].append(variant())
+            memory = _memory(kafka, redis, recorder.dsn, memory_messages) if memory_messages else None
         time.sleep(2)  # let the last transactions arrive
-        transactions = recorder.counts().get("transaction", 0)
+        received = recorder.counts()
     finally:
         recorder.close()
     bare = statistics.median(results["bare confluent-kafka loop"])
     rows = {
-        name: {"msg_per_s": round(statistics.median(r)), "ratio": round(statistics.median(r) / bare, 3)}
+        name: {
+            "msg_per_s": round(statistics.median(r)),
+            "ratio": round(statistics.median(r) / bare, 3),
+            "messages": peer_messages if name in slow else messages,
+            "rounds": 1 if name in slow else rounds,
+        }
         for name, r in results.items()
     }
-    return {"messages": messages, "rounds": rounds, "transactions_received": transactions, "variants": rows}
+    result: dict[str, Any] = {
+        "messages": messages,
+        "rounds": rounds,
+        "received_by_sentry_endpoint": received,
+        "variants": rows,
+    }
+    if "obskit, 1% failing, Sentry up" in rows:
+        up, down_row = rows["obskit, 1% failing, Sentry up"], rows["obskit, 1% failing, Sentry down"]
+        result["sentry_down_vs_up"] = round(down_row["msg_per_s"] / up["msg_per_s"], 3)
+    if memory is not None:
+        result["memory"] = memory
+    return result
+
+
+def print_result(result: dict[str, Any], echo: Callable[[str], None] = click.echo) -> None:
+    echo(f"{result['messages']} messages, 1 partition, no-op handler; medians of interleaved rounds")
+    echo(f"{'variant':<36} {'msg/s':>10} {'x bare':>8}  note")
+    for name, row in result["variants"].items():
+        note = f"{row['messages']} messages, {row['rounds']} round(s)" if row["messages"] != result["messages"] else ""
+        echo(f"{name:<36} {row['msg_per_s']:>10} {row['ratio']:>8.3f}  {note}")
+    if "sentry_down_vs_up" in result:
+        echo(f"Sentry down / Sentry up (1% failing): {result['sentry_down_vs_up']:.3f}")
+    echo(f"received by the local Sentry endpoint: {result['received_by_sentry_endpoint']}")
+    if "memory" in result:
+        m = result["memory"]
+        growth = f"{m['growth_mb']:+} MB"
+        echo(f"RSS: {m['rss_before_mb']} MB -> {m['rss_after_mb']} MB over {m['messages']} messages ({growth})")
 
 
 @click.command("consumer")
 @click.option("--messages", type=int, default=200_000, show_default=True)
 @click.option("--rounds", type=int, default=3, show_default=True, help="Interleaved rounds; medians are shown.")
+@click.option(
+    "--peers/--no-peers", default=True, show_default=True, help="Also arroyo, OpenTelemetry, Sentry per message."
+)
+@click.option("--peer-messages", type=int, default=20_000, show_default=True, help="Messages for the slowest peers.")
+@click.option("--memory-messages", type=int, default=0, help="Also measure RSS growth over this many messages.")
 @click.option("--bootstrap-servers", envvar="OBSKIT_BENCH_KAFKA", help="A Kafka to use (default: a devstack one).")
 @click.option("--redis-url", envvar="OBSKIT_BENCH_REDIS", help="A Redis for SLO counts (default: a devstack one).")
 @click.option("--json", "as_json", is_flag=True)
 def bench_consumer(
-    messages: int, rounds: int, bootstrap_servers: str | None, redis_url: str | None, as_json: bool
+    *,
+    messages: int,
+    rounds: int,
+    peers: bool,
+    peer_messages: int,
+    memory_messages: int,
+    bootstrap_servers: str | None,
+    redis_url: str | None,
+    as_json: bool,
 ) -> None:
-    """Kafka consumer throughput: bare loop vs the obskit runner at trace sampling 0, 0.01, 0.1."""
-    result = run(bootstrap=bootstrap_servers, redis_url=redis_url, messages=messages, rounds=rounds)
+    """Kafka consumer throughput: bare loop, the obskit runner at trace sampling 0 / 0.01 / 0.1, and peers."""
+    result = run(
+        bootstrap=bootstrap_servers,
+        redis_url=redis_url,
+        messages=messages,
+        rounds=rounds,
+        peers=peers,
+        peer_messages=peer_messages,
+        memory_messages=memory_messages,
+    )
     if as_json:
         click.echo(json.dumps(result, indent=2))
-        return
-    click.echo(f"{messages} messages, 1 partition, no-op handler, median of {rounds} interleaved rounds")
-    click.echo(f"{'variant':<28} {'msg/s':>10} {'x bare':>8}")
-    for name, row in result["variants"].items():
-        click.echo(f"{name:<28} {row['msg_per_s']:>10} {row['ratio']:>8.3f}")
-    click.echo(f"transactions received by the local Sentry endpoint: {result['transactions_received']}")
+    else:
+        print_result(result)

@@ -173,8 +173,8 @@ class DeadLetters:
             return
         on_done("the producer's queue stayed full")
 
-    def poll(self) -> None:
-        self.producer.poll(0)
+    def poll(self, timeout_s: float = 0.0) -> None:
+        self.producer.poll(timeout_s)
 
     def flush(self, timeout_s: float) -> int:
         return int(self.producer.flush(timeout_s))

@@ -41,7 +41,9 @@ logger = logging.getLogger(__name__)
 
 Handler = Callable[..., Any]
 
-_OK, _BUSINESS, _DEFERRED = 0, 1, 2
+# What became of a message: its offset may be stored (_OK, _BUSINESS), may be stored once the DLQ
+# confirms it (_PARKED), or it waits for a retry on its paused partition (_RETRY).
+_OK, _BUSINESS, _PARKED, _RETRY = 0, 1, 2, 3
 
 
 class FatalConsumerError(obs.ObskitError):
@@ -49,17 +51,14 @@ class FatalConsumerError(obs.ObskitError):
 
 
 @dataclass
-class _Pending:
-    """A message whose partition is paused: waiting for its next attempt or for its DLQ delivery."""
+class _Retry:
+    """A failed message waiting for its next attempt; its partition is paused meanwhile (order is kept)."""
 
     message: Message
     payload: Any
     attempt: int
     due: float
     breadcrumbs: Any = None
-    parked: bool = False  # produced to the DLQ, waiting for the delivery report
-    delivered: bool = False
-    error: BaseException | None = None
 
 
 @dataclass
@@ -108,7 +107,12 @@ class Runner:
         self._install_signals = install_signals
         self._stopping = threading.Event()
         self._fatal: FatalConsumerError | None = None
-        self._pending: dict[tuple[str, int], _Pending] = {}
+        self._retrying: dict[tuple[str, int], _Retry] = {}
+        # Offsets produced to the DLQ and not yet confirmed: nothing at or past them is stored.
+        self._parked: dict[tuple[str, int], set[int]] = {}
+        # Per partition, the offset after the last message settled (handled or parked).
+        self._done: dict[tuple[str, int], int] = {}
+        self._released: set[tuple[str, int]] = set()
         self._counts = _Counts()
         self._unit = LazyUnit(self._resolve)
         self._last_seen: dict[tuple[str, int], tuple[int, float]] = {}
@@ -196,7 +200,7 @@ class Runner:
         assert self._dlq is not None
         # Deliveries still in flight: wait for them so their offsets can be stored.
         self._dlq.flush(10.0)
-        self._service_pending(final=True)
+        self._store_released()
         # Stored offsets are only ever those of settled messages: safe to commit even after a fatal error.
         self._commit(asynchronous=False)
         self.consumer.close()
@@ -208,17 +212,17 @@ class Runner:
 
     def _loop(self) -> None:  # noqa: PLR0912  (the hot loop, kept flat on purpose)
         consume = self.consumer.consume
-        store = self.consumer.store_offsets
         process = self._process
         batch_size, timeout = self.settings.batch_size, self.settings.poll_timeout_s
-        pending = self._pending
+        retrying = self._retrying
         counts = self._counts
         # One topic (the usual case): key the batch's bookkeeping by partition alone.
         single = self.settings.topics[0] if len(self.settings.topics) == 1 else None
         mask = self._duration_mask
         next_tick = 0.0
         while not self._stop_flag and self._fatal is None:
-            batch = consume(batch_size, timeout)
+            # With a message waiting for its retry, poll no longer than until it is due.
+            batch = consume(batch_size, self._wait_s(timeout) if retrying else timeout)
             now = time.monotonic()
             self.last_poll = now
             if batch:
@@ -232,44 +236,66 @@ class Runner:
                         self._message_error(message)
                         continue
                     key = message.partition() if single else (message.topic(), message.partition())
-                    if pending and ((single, key) if single else key) in pending:
-                        continue  # the partition waits for a paused message: re-fetched after it
+                    if retrying and ((single, key) if single else key) in retrying:
+                        continue  # fetched before the partition was paused: fetched again after the retry
                     n += 1
                     outcome = process(message, not n & mask)
-                    if outcome != _DEFERRED:
+                    if outcome != _RETRY:
                         last[key] = message
                         if outcome == _OK:
                             handled[key] = handled.get(key, 0) + 1
                 if last:
-                    offsets = [
-                        TopicPartition(single, k, m.offset() + 1)
-                        if single
-                        else TopicPartition(k[0], k[1], m.offset() + 1)
-                        for k, m in last.items()
-                    ]
-                    store(offsets=offsets)
-                    self._stored_since_commit = True
-                    for k, m in last.items():
-                        self._last_seen[(single, k) if single else k] = (m.offset(), m.timestamp()[1] / 1000.0)
+                    self._advance([((single, k) if single else k, m) for k, m in last.items()])
                     for k, count in handled.items():
                         counts.add(single or k[0], "ok", count)
-            if pending:
-                self._service_pending()
             assert self._dlq is not None
             self._dlq.poll()
+            if self._released:
+                self._store_released()
+            if retrying:
+                self._service_retries()
             if now >= next_tick:
                 self._tick(now)
                 next_tick = now + 1.0
 
+    def _wait_s(self, longest: float) -> float:
+        """How long the next poll may block while a message waits: until the earliest retry is due."""
+        now = time.monotonic()
+        return min([longest, *(max(0.0, r.due - now) for r in self._retrying.values())])
+
+    def _advance(self, settled: list[tuple[tuple[str, int], Message]]) -> None:
+        """Record that these messages (the last settled one per partition) are done; store what may be stored."""
+        offsets = []
+        for tp, message in settled:
+            self._done[tp] = message.offset() + 1
+            self._last_seen[tp] = (message.offset(), message.timestamp()[1] / 1000.0)
+            offsets.append(self._storable(tp))
+        self._store(offsets)
+
+    def _storable(self, tp: tuple[str, int]) -> TopicPartition:
+        """The offset to store: after the last settled message, but never past one the DLQ has not confirmed."""
+        parked = self._parked.get(tp)
+        offset = min(self._done[tp], *parked) if parked else self._done[tp]
+        return TopicPartition(tp[0], tp[1], offset)
+
+    def _store(self, offsets: list[TopicPartition]) -> None:
+        if offsets:
+            self.consumer.store_offsets(offsets=offsets)
+            self._stored_since_commit = True
+
+    def _store_released(self) -> None:
+        """Partitions whose parked messages the DLQ confirmed: their stored offset may move on."""
+        released, self._released = self._released, set()
+        self._store([self._storable(tp) for tp in released if tp in self._done])
+
     def _process(self, message: Message, timed: bool) -> int:
-        """One message: decode, handle, and say whether its offset may be stored now."""
+        """One message: decode, handle, and say what may happen to its offset."""
         unit = self._unit
         unit.rebind(message)
         try:
             payload = self._loads(message.value())
         except (ValueError, TypeError) as exc:
-            self._poison(message, exc)
-            return _DEFERRED
+            return self._poison(message, exc)
         unit._extra = payload
         headers = message.headers()
         parent = None if headers is None else _parent_sampled(headers)
@@ -287,10 +313,9 @@ class Runner:
             else:
                 self.handler(payload)
         except BusinessRuleError as exc:
-            return self._business(message, payload, exc)
+            return self._business(message, exc)
         except Exception as exc:
-            self._failed(message, payload, exc, attempt=1)
-            return _DEFERRED
+            return self._failed(message, payload, exc, attempt=1)
         return _OK
 
     def _call(self, message: Message, payload: Any) -> None:
@@ -319,10 +344,10 @@ class Runner:
         try:
             self._call(message, payload)
         except BusinessRuleError as exc:
-            result = self._business(message, payload, exc)
+            result = self._business(message, exc)
         except Exception as exc:
-            status, result = "internal_error", _DEFERRED
-            self._failed(message, payload, exc, attempt=1)
+            status = "internal_error"
+            result = self._failed(message, payload, exc, attempt=1)
         elapsed = time.perf_counter() - started
         self._metrics.kafka_handler_duration_seconds.labels(self._service, topic).observe(elapsed)
         data: dict[str, Any] = {
@@ -349,64 +374,62 @@ class Runner:
 
     # -- outcomes -------------------------------------------------------------------------------
 
-    def _business(self, message: Message, payload: Any, exc: BusinessRuleError) -> int:
+    def _business(self, message: Message, exc: BusinessRuleError) -> int:
         report_business(exc)
         if self.settings.business_failure == "dlq":
-            self._pause(message, payload, attempt=1)
             self._park(message, reason="business_failure", error=exc, attempts=1, event_id=None)
-            return _DEFERRED
+            return _PARKED
         self._counts.add(message.topic(), "business_failure")
         return _BUSINESS
 
-    def _failed(self, message: Message, payload: Any, exc: BaseException, *, attempt: int) -> None:
-        """An attempt failed: retry later with backoff, or report once and park in the DLQ."""
+    def _failed(self, message: Message, payload: Any, exc: BaseException, *, attempt: int) -> int:
+        """An attempt failed: retry later with backoff on the paused partition, or report once and park."""
         obs.add_breadcrumb("retry", f"attempt {attempt} failed: {type(exc).__name__}", "warning", attempt=attempt)
-        pending = self._pause(message, payload, attempt=attempt)
-        pending.error = exc
+        tp = (message.topic(), message.partition())
         if attempt < self.settings.attempts:
             backoff = min(self.settings.backoff_max_s, self.settings.backoff_s * 2 ** (attempt - 1))
-            pending.due = time.monotonic() + backoff
-            self._counts.add(message.topic(), "retried")
+            retry = self._retrying.get(tp)
+            if retry is None:
+                retry = self._retrying[tp] = _Retry(message, payload, attempt, 0.0, self._unit.breadcrumbs)
+                self.consumer.pause([TopicPartition(tp[0], tp[1])])
+                # What was fetched after this message is dropped and fetched again once it is settled.
+                self.consumer.seek(TopicPartition(tp[0], tp[1], message.offset() + 1))
+            retry.attempt = attempt
+            retry.due = time.monotonic() + backoff
+            self._counts.add(tp[0], "retried")
             slo.record(Outcome.RETRIED)
-            return
+            return _RETRY
         event_id = obs.capture_exception(exc, attempts=attempt)
         self._park(message, reason="handler_error", error=exc, attempts=attempt, event_id=event_id)
+        return _PARKED
 
-    def _poison(self, message: Message, exc: BaseException) -> None:
+    def _poison(self, message: Message, exc: BaseException) -> int:
         """An undecodable message goes to the DLQ at once, with the reason."""
-        self._pause(message, None, attempt=0)
         event_id = obs.capture_exception(exc, reason="undecodable")
         self._park(message, reason="undecodable", error=exc, attempts=0, event_id=event_id)
-
-    def _pause(self, message: Message, payload: Any, *, attempt: int) -> _Pending:
-        tp = (message.topic(), message.partition())
-        pending = self._pending.get(tp)
-        if pending is None or pending.message.offset() != message.offset():
-            pending = _Pending(message, payload, attempt, due=0.0, breadcrumbs=self._unit.breadcrumbs)
-            self._pending[tp] = pending
-            partition = TopicPartition(tp[0], tp[1])
-            self.consumer.pause([partition])
-            # What was fetched after this message is dropped and fetched again once it is settled.
-            self.consumer.seek(TopicPartition(tp[0], tp[1], message.offset() + 1))
-        pending.attempt = attempt
-        return pending
+        return _PARKED
 
     def _park(
         self, message: Message, *, reason: str, error: BaseException, attempts: int, event_id: str | None
     ) -> None:
+        """Produce to the DLQ; the offset may pass this message only once the delivery report says so."""
         tp = (message.topic(), message.partition())
-        pending = self._pending[tp]
-        pending.parked = True
+        offset = message.offset()
+        self._parked.setdefault(tp, set()).add(offset)
         assert self._dlq is not None
 
         def delivered(problem: str | None) -> None:
-            if problem is None:
-                pending.delivered = True
-            else:
+            if problem is not None:
                 self._fatal = FatalConsumerError(
                     f"cannot write to the dead-letter topic {self.settings.dlq_for(tp[0])!r} ({problem}): "
-                    f"stopping without committing {tp[0]}[{tp[1]}]@{message.offset()}; fix the DLQ and restart"
+                    f"stopping without committing {tp[0]}[{tp[1]}]@{offset}; fix the DLQ and restart"
                 )
+                return
+            parked = self._parked.get(tp)
+            if parked is not None and offset in parked:
+                parked.discard(offset)
+                self._released.add(tp)
+            self._counts.add(tp[0], "dead_lettered" if reason != "business_failure" else "business_failure")
 
         self._dlq.park(
             message,
@@ -420,52 +443,39 @@ class Runner:
         )
         self._metrics.kafka_dlq_messages.labels(self._service, tp[0], reason).inc()
 
-    def _service_pending(self, *, final: bool = False) -> None:
-        """Retry what is due; store and resume what the DLQ confirmed."""
+    def _service_retries(self) -> None:
+        """Run the retries that are due; a settled message resumes its partition."""
         now = time.monotonic()
-        for tp, pending in list(self._pending.items()):
-            if pending.parked:
-                if pending.delivered:
-                    self._settle(tp, pending, "error" if pending.error is not None else "business_failure")
+        for tp, retry in list(self._retrying.items()):
+            if retry.due > now or self._fatal is not None or self._stop_flag:
                 continue
-            if final or pending.due > now or self._fatal is not None:
+            message, payload = retry.message, retry.payload
+            self._unit.rebind(message, payload)
+            self._unit.breadcrumbs = retry.breadcrumbs
+            outcome = _OK
+            try:
+                self._timed(message, payload)
+            except BusinessRuleError as exc:
+                outcome = self._business(message, exc)
+            except Exception as exc:
+                outcome = self._failed(message, payload, exc, attempt=retry.attempt + 1)
+            if outcome == _RETRY:
                 continue
-            self._retry(tp, pending)
-
-    def _retry(self, tp: tuple[str, int], pending: _Pending) -> None:
-        message, payload = pending.message, pending.payload
-        self._unit.rebind(message, payload)
-        self._unit.breadcrumbs = pending.breadcrumbs
-        try:
-            self._timed(message, payload)
-        except BusinessRuleError as exc:
-            report_business(exc)
-            pending.error = None
-            self._settle(tp, pending, "business_failure")
-        except Exception as exc:
-            self._failed(message, payload, exc, attempt=pending.attempt + 1)
-        else:
-            self._settle(tp, pending, "ok")
-
-    def _settle(self, tp: tuple[str, int], pending: _Pending, outcome: str) -> None:
-        message = pending.message
-        self.consumer.store_offsets(offsets=[TopicPartition(tp[0], tp[1], message.offset() + 1)])
-        self._stored_since_commit = True
-        self._last_seen[tp] = (message.offset(), message.timestamp()[1] / 1000.0)
-        del self._pending[tp]
-        self.consumer.resume([TopicPartition(tp[0], tp[1])])
-        if outcome == "error":
-            self._counts.add(tp[0], "dead_lettered")
-        else:
-            self._counts.add(tp[0], outcome)
+            if outcome == _OK:
+                self._counts.add(tp[0], "ok")
+            del self._retrying[tp]
+            self._advance([(tp, message)])
+            self.consumer.resume([TopicPartition(tp[0], tp[1])])
 
     # -- callbacks ------------------------------------------------------------------------------
 
     def _drop_pending(self, partitions: list[TopicPartition]) -> None:
         for partition in partitions:
-            # Not stored, so the partition's next owner gets the message again: nothing is lost.
-            self._pending.pop((partition.topic, partition.partition), None)
-            self._last_seen.pop((partition.topic, partition.partition), None)
+            # Not stored, so the partition's next owner gets these messages again: nothing is lost.
+            tp = (partition.topic, partition.partition)
+            for state in (self._retrying, self._parked, self._done, self._last_seen):
+                state.pop(tp, None)  # type: ignore[attr-defined]
+            self._released.discard(tp)
 
     def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         logger.info("assigned %s", ", ".join(f"{p.topic}[{p.partition}]" for p in partitions))
