@@ -433,6 +433,228 @@ def slo_status(redis_url: str | None, slo_file: Path | None, as_json: bool) -> N
         click.echo("no service has recorded outcomes yet")
 
 
+# -- alerting ------------------------------------------------------------------------------------
+
+
+def _duration_s(option: str, value: str) -> int:
+    from observability.slo.windows import parse_duration
+
+    try:
+        return parse_duration(value)
+    except ValueError:
+        raise ConfigError(option, value, "a duration such as 10m or 1h") from None
+
+
+def _write(out: Path | None, text: str, *, private: bool = False) -> None:
+    """Print ``text``, or write it to ``out`` (readable by its owner only when ``private``)."""
+    if out is None:
+        click.echo(text, nl=False)
+        return
+    try:
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if private else 0o644)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+    except OSError as exc:
+        message = f"cannot write {out}: {exc.strerror}"
+        raise ObskitError(message) from None
+    click.echo(f"wrote {out}", err=True)
+
+
+_out_option = click.option(
+    "--out", type=click.Path(dir_okay=False, path_type=Path), help="Write to this file instead of stdout."
+)
+_alertmanager_option = click.option(
+    "--alertmanager-url", envvar="ALERTMANAGER_URL", help="Alertmanager's base URL (default: ALERTMANAGER_URL)."
+)
+
+
+def _alertmanager(url: str | None) -> str:
+    if not url or not url.startswith(("http://", "https://")):
+        raise ConfigError("ALERTMANAGER_URL", url or "", "Alertmanager's base URL, e.g. http://127.0.0.1:9093")
+    return url
+
+
+@main.group()
+def alerts() -> None:
+    """Prometheus alert rules and the Alertmanager config, generated (see the README's Alerting section)."""
+
+
+@alerts.command("rules")
+@_slo_file_option
+@_out_option
+@click.option("--errors-per-minute", type=int, default=5, show_default=True, help="More errors of one type: a page.")
+@click.option("--errors-per-hour", type=int, default=10, show_default=True, help="More errors of one type: a ticket.")
+@click.option("--lag-messages", type=int, default=10_000, show_default=True, help="Consumer lag per topic.")
+@click.option("--lag-seconds", type=int, default=300, show_default=True, help="Age of the oldest unconsumed message.")
+@click.option("--backlog-messages", type=int, default=1_000, show_default=True, help="Messages waiting in a queue.")
+@click.option("--dead-letters", type=int, default=0, show_default=True, help="Dead-lettered messages per 10 minutes.")
+@click.option("--sentry-dropped", type=int, default=10, show_default=True, help="Sentry events dropped per 15 min.")
+@click.option("--stale-after", default="10m", show_default=True, help="SLO data older than this is stale.")
+@click.option(
+    "--expect-job",
+    "expected_jobs",
+    multiple=True,
+    default=("obskit-exporter",),
+    show_default=True,
+    help="A Prometheus job that must exist (repeatable).",
+)
+@click.option(
+    "--runbook-url",
+    envvar="OBSKIT_RUNBOOK_URL",
+    default="README.md",
+    show_default=True,
+    help="The page whose Alerting runbook has a heading per alert, e.g. your repository's README URL.",
+)
+@click.option("--sentry-url", envvar="SENTRY_URL", help="Link alerts to this server's issues (default: SENTRY_URL).")
+@click.option("--sentry-org", envvar="SENTRY_ORG", help="The organization's slug (default: SENTRY_ORG).")
+@click.option("--sentry-project", envvar="SENTRY_PROJECT", help="The project (default: SENTRY_PROJECT).")
+@click.option(
+    "--sentry-api",
+    envvar="OBSKIT_SENTRY_API",
+    type=click.Choice(["sentry", "bugsink"]),
+    default="sentry",
+    show_default=True,
+    help="Which web UI the links are for.",
+)
+@click.option("--no-sentry-link", is_flag=True, help="Leave the Sentry link out even when SENTRY_URL is set.")
+@click.option(
+    "--for-scale",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="Multiply every `for:` duration; for tests that compress time (e.g. 0.01). Leave at 1 in production.",
+)
+def alerts_rules(
+    *,
+    slo_file: Path | None,
+    out: Path | None,
+    stale_after: str,
+    expected_jobs: tuple[str, ...],
+    sentry_url: str | None,
+    sentry_org: str | None,
+    sentry_project: str | None,
+    sentry_api: str,
+    no_sentry_link: bool,
+    **options: Any,
+) -> None:
+    """Prometheus recording and alerting rules: SLO burn rates (page / ticket), the spec's thresholds, error
+    spikes, Kafka lag and dead letters, Celery backlog, targets down or absent, stale SLO data, Sentry drops.
+
+    The spec's objective, period, thresholds, min_events and paging envs reach the rules through the exporter's
+    gauges, so the rules need regenerating only for these options; --slo-file adds a "no SLO data" alert for each
+    service the spec names. Without a Sentry server (SENTRY_URL or --sentry-url) alerts carry no Sentry link.
+    """
+    from observability.alerts.rules import RuleOptions, SentryLink, render_rules
+    from observability.slo import load_spec
+
+    with _one_line_errors():
+        sentry = None
+        if sentry_url and not no_sentry_link:
+            sentry = SentryLink(sentry_api, sentry_url.rstrip("/"), sentry_project or None, sentry_org or None)
+        rule_options = RuleOptions(
+            spec=load_spec(slo_file),
+            stale_after_s=_duration_s("--stale-after", stale_after),
+            expected_jobs=expected_jobs,
+            sentry=sentry,
+            **options,
+        )
+        _write(out, render_rules(rule_options))
+
+
+@alerts.command("alertmanager-config")
+@_slo_file_option
+@_out_option
+@click.option(
+    "--interval-scale",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="Multiply group_wait, group_interval and repeat_interval; for tests that compress time.",
+)
+def alerts_alertmanager_config(slo_file: Path | None, out: Path | None, interval_scale: float) -> None:
+    """Alertmanager's config from OBSKIT_ALERT_* settings (secrets also as *_FILE): routes by severity and env
+    to Slack, Telegram, PagerDuty, e-mail and a webhook, each only when configured; pages at once and hourly,
+    tickets in a digest every 30 minutes; a page silences the tickets of its service and env.
+
+    The output holds the receivers' secrets: --out writes it readable by its owner only.
+    """
+    from observability.alerts.routing import render_config
+    from observability.slo import load_spec
+
+    with _one_line_errors():
+        text, warnings = render_config(spec=load_spec(slo_file), interval_scale=interval_scale)
+        for warning in warnings:
+            click.echo(f"obskit: warning: {warning}", err=True)
+        _write(out, text, private=True)
+
+
+@main.command("sentry-bridge")
+@_alertmanager_option
+@_slo_file_option
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0 in a container).")
+@click.option("--port", type=int, default=9095, show_default=True, envvar="OBSKIT_SENTRY_BRIDGE_PORT")
+@click.option("--resolve-after", default="1h", show_default=True, help="How long an issue alert stays firing.")
+def sentry_bridge(
+    alertmanager_url: str | None, slo_file: Path | None, host: str, port: int, resolve_after: str
+) -> None:
+    """Take Sentry's issue and metric alert webhooks and post them to Alertmanager as alerts (labels service,
+    env, level from the event's tags; severity page only in an env that pages), so one routing tree pages for both.
+
+    Point a Sentry internal integration's webhook (alert rule action) at http://HOST:PORT/. With
+    OBSKIT_SENTRY_BRIDGE_SECRET (or _FILE) set to its client secret, unsigned requests are refused.
+    """
+    import signal
+    import threading
+
+    from observability.alerts._env import Env
+    from observability.alerts.bridge import Bridge, serve
+    from observability.alerts.routing import paging_envs
+    from observability.slo import load_spec
+
+    with _one_line_errors():
+        bridge = Bridge(
+            alertmanager_url=_alertmanager(alertmanager_url),
+            paging_envs=tuple(paging_envs(load_spec(slo_file))),
+            secret=Env(os.environ).secret("OBSKIT_SENTRY_BRIDGE_SECRET", "the integration's client secret"),
+            resolve_after_s=_duration_s("--resolve-after", resolve_after),
+        )
+        try:
+            server = serve(bridge, host=host, port=port)
+        except OSError as exc:
+            message = f"cannot listen on {host}:{port}: {exc.strerror}"
+            raise ObskitError(message) from None
+    click.echo(f"obskit sentry-bridge on http://{host}:{server.port}/ -> {bridge.alertmanager_url}")
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+    server.stop()
+
+
+@main.command("test-alert")
+@_alertmanager_option
+@click.option("--receiver", help="Only this receiver (default: each one).")
+@click.option("--timeout", "timeout_s", type=float, default=30.0, show_default=True, help="Seconds per receiver.")
+def test_alert(alertmanager_url: str | None, receiver: str | None, timeout_s: float) -> None:
+    """Send a test alert through Alertmanager to each receiver and say which accepted it. Exits 1 unless all did.
+
+    "accepted" is what Alertmanager 0.25 can tell: its notification counters (/metrics, per integration type)
+    show a successful request to the receiver's endpoint after the alert was sent: Slack's, Telegram's or
+    PagerDuty's API or the webhook answered 2xx, or the SMTP server took the mail. Not that a person saw it;
+    and another notification of the same type in the same seconds can blur the answer. "refused": Alertmanager
+    gave up on the notification (its log has the error). Needs the config `obskit alerts alertmanager-config`
+    renders (its test route sends the alert to the one receiver it names).
+    """
+    from observability.alerts import testalert
+
+    with _one_line_errors():
+        results = testalert.run(
+            _alertmanager(alertmanager_url), receiver=receiver, timeout_s=timeout_s, echo=click.echo
+        )
+    if not all(result.accepted for result in results):
+        sys.exit(1)
+
+
 # -- benchmarks ----------------------------------------------------------------------------------
 
 
