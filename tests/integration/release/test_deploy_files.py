@@ -62,6 +62,7 @@ def test_compose_runs_the_whole_stack_each_service_with_a_health_check(compose: 
         "exporter",
         "prometheus",
         "alertmanager",
+        "sentry-bridge",
         "bugsink",
     }
     for name, service in services.items():
@@ -75,6 +76,8 @@ def test_compose_runs_the_whole_stack_each_service_with_a_health_check(compose: 
     assert "http://127.0.0.1:8001/healthz" in services["consumer"]["healthcheck"]["test"][-1]
     assert services["exporter"]["command"][:2] == ["obskit", "exporter"]
     assert "/healthz" in services["exporter"]["healthcheck"]["test"][-1]
+    assert services["sentry-bridge"]["command"][:2] == ["obskit", "sentry-bridge"]
+    assert "http://alertmanager:9093" in services["sentry-bridge"]["command"]
     assert services["kafka"]["image"].startswith("apache/kafka:")
     assert services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"  # KRaft, no ZooKeeper
     assert services["bugsink"]["image"].startswith("bugsink/bugsink:")
