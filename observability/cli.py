@@ -482,8 +482,10 @@ def alerts() -> None:
 @alerts.command("rules")
 @_slo_file_option
 @_out_option
-@click.option("--errors-per-minute", type=int, default=5, show_default=True, help="More errors of one type: a page.")
-@click.option("--errors-per-hour", type=int, default=10, show_default=True, help="More errors of one type: a ticket.")
+@click.option(
+    "--errors-per-minute", type=int, default=5, show_default=True, help="More of one type in 1m: a page (paging env)."
+)
+@click.option("--errors-per-hour", type=int, default=10, show_default=True, help="More of one type in 1h: a ticket.")
 @click.option("--lag-messages", type=int, default=10_000, show_default=True, help="Consumer lag per topic.")
 @click.option("--lag-seconds", type=int, default=300, show_default=True, help="Age of the oldest unconsumed message.")
 @click.option("--backlog-messages", type=int, default=1_000, show_default=True, help="Messages waiting in a queue.")
@@ -541,7 +543,7 @@ def alerts_rules(
     spikes, Kafka lag and dead letters, Celery backlog, targets down or absent, stale SLO data, Sentry drops.
 
     The spec's objective, period, thresholds, min_events and paging envs reach the rules through the exporter's
-    gauges, so the rules need regenerating only for these options; --slo-file adds a "no SLO data" alert for each
+    gauges, so a spec change needs no new rules, except that --slo-file adds a "no SLO data" alert for each
     service the spec names. Without a Sentry server (SENTRY_URL or --sentry-url) alerts carry no Sentry link.
     """
     from observability.alerts.rules import RuleOptions, SentryLink, render_rules
