@@ -665,6 +665,31 @@ def bench() -> None:
     """Benchmarks that print ratios measured side by side in one run."""
 
 
+@bench.command("all")
+@click.option("--messages", type=int, default=200_000, show_default=True, help="Kafka messages per variant.")
+@click.option("--rounds", type=int, default=3, show_default=True, help="Interleaved rounds per benchmark.")
+@click.option("--memory-messages", type=int, default=1_000_000, show_default=True, help="Messages for the RSS check.")
+@click.option(
+    "--report", "report_dir", type=click.Path(file_okay=False, path_type=Path), help="Write benchmarks.md/.png here."
+)
+@click.option("--json", "as_json", is_flag=True)
+def bench_all(messages: int, rounds: int, memory_messages: int, report_dir: Path | None, as_json: bool) -> None:
+    """Every benchmark (consumer, celery, slo), each in its own process, in one invocation."""
+    from observability._bench_report import run_all, summary_lines, write_report
+
+    with _one_line_errors():
+        result = run_all(
+            messages=messages, rounds=rounds, memory_messages=memory_messages, echo=lambda m: click.echo(m, err=True)
+        )
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+    else:
+        click.echo("\n".join(summary_lines(result)))
+    if report_dir is not None:
+        for path in write_report(result, report_dir):
+            click.echo(f"wrote {path}", err=True)
+
+
 @bench.command("slo")
 @_redis_option
 @click.option("--services", type=int, default=100, show_default=True, help="Services to scrape.")
