@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import click
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 __all__ = ["bench_consumer", "run"]
@@ -43,14 +43,19 @@ def _services(bootstrap: str | None, redis_url: str | None) -> Iterator[tuple[st
             stack.down()
 
 
-def _prepare(bootstrap: str, messages: int) -> str:
-    topic = f"bench-{uuid.uuid4().hex[:8]}"
+def _fill(bootstrap: str, messages: int, *, prefix: str = "bench", failing: bool = False) -> str:
+    """A new one-partition topic (and its .dlq) with small JSON payments; ``failing`` marks one in a hundred."""
+    topic = f"{prefix}-{uuid.uuid4().hex[:8]}"
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    for future in admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)]).values():
+    new = [NewTopic(name, num_partitions=1, replication_factor=1) for name in (topic, f"{topic}.dlq")]
+    for future in admin.create_topics(new).values():
         future.result(30)
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "batch.num.messages": 10_000})
     for n in range(messages):
-        value = json.dumps({"payment_id": n, "user_id": n % 1000, "amount": 12.5, "currency": "EUR"}).encode()
+        body: dict[str, Any] = {"payment_id": n, "user_id": n % 1000, "amount": 12.5, "currency": "EUR"}
+        if failing:
+            body["fail"] = n % 100 == 50
+        value = json.dumps(body).encode()
         while True:
             try:
                 producer.produce(topic, value)
@@ -63,76 +68,106 @@ def _prepare(bootstrap: str, messages: int) -> str:
     return topic
 
 
-def _bare(bootstrap: str, topic: str, messages: int) -> float:
-    """A careful hand-written loop: batches, json.loads, offsets stored after handling, async commits."""
-    consumer = Consumer(
+def _handle_noop(payload: Any) -> None:
+    return None
+
+
+def _consumer(bootstrap: str, kind: str) -> Consumer:
+    return Consumer(
         {
             "bootstrap.servers": bootstrap,
-            "group.id": f"bench-bare-{uuid.uuid4().hex[:6]}",
+            "group.id": f"bench-{kind}-{uuid.uuid4().hex[:6]}",
             "auto.offset.reset": "earliest",
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
         }
     )
+
+
+def _hand_loop(consumer: Any, topic: str, messages: int, each: Callable[[Message], None]) -> float:
+    """A careful hand-written loop: ``consume()`` batches, ``each(message)``, offsets stored after
+    handling, commits asynchronous once a second. Returns messages per second, first to last."""
     consumer.subscribe([topic])
+    # OpenTelemetry's proxy does not forward store_offsets: store through the consumer it wraps.
+    store = (consumer.original_consumer() if hasattr(consumer, "original_consumer") else consumer).store_offsets
     seen = 0
     started = 0.0
     next_commit = 0.0
-    loads = json.loads
-
-    def handle(payload: Any) -> None:
-        return None
-
-    while seen < messages:
-        batch = consumer.consume(500, 0.2)
-        if not batch:
-            continue
-        if not started:
-            started = time.perf_counter()
-        last = {}
-        for message in batch:
-            if message.error() is not None:
+    try:
+        while seen < messages:
+            batch = consumer.consume(500, 0.2)
+            if not batch:
                 continue
-            handle(loads(message.value()))
-            last[(message.topic(), message.partition())] = message
-            seen += 1
-        consumer.store_offsets(offsets=[TopicPartition(t, p, m.offset() + 1) for (t, p), m in last.items()])
-        now = time.monotonic()
-        if now >= next_commit:
-            consumer.commit(asynchronous=True)
-            next_commit = now + 1.0
-    elapsed = time.perf_counter() - started
-    consumer.close()
-    return seen / elapsed
+            if not started:
+                started = time.perf_counter()
+            last = {}
+            for message in batch:
+                if message.error() is not None:
+                    continue
+                each(message)
+                last[(message.topic(), message.partition())] = message
+                seen += 1
+            store(offsets=[TopicPartition(t, p, m.offset() + 1) for (t, p), m in last.items()])
+            now = time.monotonic()
+            if now >= next_commit:
+                consumer.commit(asynchronous=True)
+                next_commit = now + 1.0
+        return seen / (time.perf_counter() - started)
+    finally:
+        consumer.close()
 
 
-def _obskit(bootstrap: str, topic: str, messages: int, *, rate: float, dsn: str, redis_url: str) -> float:
-    """The runner with the full kit: lazy tags bound per message, metrics, SLO recording, offsets stored."""
+def _bare(bootstrap: str, topic: str, messages: int) -> float:
+    """The baseline: the hand-written loop with ``json.loads`` and a handler that does nothing."""
+    loads = json.loads
+    return _hand_loop(_consumer(bootstrap, "bare"), topic, messages, lambda m: _handle_noop(loads(m.value())))
+
+
+class _Failure(Exception):
+    pass
+
+
+def _run_obskit(
+    bootstrap: str,
+    topic: str,
+    messages: int,
+    *,
+    environ: dict[str, str],
+    attempts: int = 3,
+    at: dict[int, Callable[[], None]] | None = None,
+) -> float:
+    """The runner with the full kit (lazy tags per message, metrics, SLO recording, offsets stored) over
+    ``messages``; payloads with ``"fail": true`` raise. ``at[n]`` runs when the n-th message arrives."""
     import observability as obs
     from consumers.runner import Runner
     from consumers.settings import ConsumerSettings
 
-    obs.init(
-        "bench-consumer",
-        environ={"SENTRY_DSN": dsn, "SENTRY_TRACES_SAMPLE_RATE": str(rate), "REDIS_URL": redis_url},
-    )
+    obs.init("bench-consumer", environ=environ)
     seen = 0
-    started = 0.0
-    finished = 0.0
-    runner: Runner | None = None
+    started = finished = 0.0
+    runner: Any = None
+    hooks = at or {}
 
     def handle(payload: Any) -> None:
         nonlocal seen, started, finished
         if not seen:
             started = time.perf_counter()
         seen += 1
+        if seen in hooks:
+            hooks[seen]()
         if seen == messages:
             finished = time.perf_counter()
-            assert runner is not None
             runner.stop()
+        if payload.get("fail"):
+            message = f"payment {payload['payment_id']} failed"
+            raise _Failure(message)
 
     settings = ConsumerSettings.from_env(
-        {}, bootstrap_servers=bootstrap, group_id=f"bench-obskit-{uuid.uuid4().hex[:6]}", topics=(topic,)
+        {},
+        bootstrap_servers=bootstrap,
+        group_id=f"bench-obskit-{uuid.uuid4().hex[:6]}",
+        topics=(topic,),
+        attempts=attempts,
     )
     runner = Runner(handle, settings, install_signals=False)
     runner.run()
@@ -140,8 +175,15 @@ def _obskit(bootstrap: str, topic: str, messages: int, *, rate: float, dsn: str,
     return seen / (finished - started)
 
 
-def _handle_noop(payload: Any) -> None:
-    return None
+def _obskit(bootstrap: str, topic: str, messages: int, *, rate: float, dsn: str, redis_url: str) -> float:
+    environ = {"SENTRY_DSN": dsn, "SENTRY_TRACES_SAMPLE_RATE": str(rate), "REDIS_URL": redis_url}
+    return _run_obskit(bootstrap, topic, messages, environ=environ)
+
+
+def _obskit_failing(bootstrap: str, topic: str, messages: int, *, dsn: str, redis_url: str) -> float:
+    """One message in a hundred fails: one attempt, then the DLQ and a Sentry event."""
+    environ = {"SENTRY_DSN": dsn, "SENTRY_TRACES_SAMPLE_RATE": "0", "REDIS_URL": redis_url}
+    return _run_obskit(bootstrap, topic, messages, environ=environ, attempts=1)
 
 
 def _arroyo(bootstrap: str, topic: str, messages: int) -> float:
@@ -187,51 +229,24 @@ def _sentry_per_message(bootstrap: str, topic: str, messages: int, *, dsn: str) 
     import sentry_sdk
 
     sentry_sdk.init(dsn=dsn, traces_sample_rate=0.1, default_integrations=False, auto_enabling_integrations=False)
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"bench-sentry-{uuid.uuid4().hex[:6]}",
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-            "enable.auto.offset.store": False,
-        }
-    )
-    consumer.subscribe([topic])
-    seen = 0
-    started = 0.0
-    next_commit = 0.0
+
+    def each(message: Message) -> None:
+        headers = {k: v.decode() for k, v in message.headers() or []}
+        with sentry_sdk.isolation_scope() as scope:
+            scope.set_tag("topic", message.topic())
+            scope.set_tag("partition", str(message.partition()))
+            transaction = sentry_sdk.continue_trace(headers, op="queue.process", name=message.topic())
+            with sentry_sdk.start_transaction(transaction):
+                _handle_noop(json.loads(message.value()))
+
     try:
-        while seen < messages:
-            batch = consumer.consume(500, 0.2)
-            if not batch:
-                continue
-            if not started:
-                started = time.perf_counter()
-            for message in batch:
-                if message.error() is not None:
-                    continue
-                headers = {k: v.decode() for k, v in message.headers() or []}
-                with sentry_sdk.isolation_scope() as scope:
-                    scope.set_tag("topic", message.topic())
-                    scope.set_tag("partition", str(message.partition()))
-                    transaction = sentry_sdk.continue_trace(headers, op="queue.process", name=message.topic())
-                    with sentry_sdk.start_transaction(transaction):
-                        _handle_noop(json.loads(message.value()))
-                consumer.store_offsets(message=message)
-                seen += 1
-            now = time.monotonic()
-            if now >= next_commit:
-                consumer.commit(asynchronous=True)
-                next_commit = now + 1.0
-        elapsed = time.perf_counter() - started
+        return _hand_loop(_consumer(bootstrap, "sentry"), topic, messages, each)
     finally:
-        consumer.close()
         sentry_sdk.get_client().close(timeout=2)
-    return seen / elapsed
 
 
 def _opentelemetry(bootstrap: str, topic: str, messages: int) -> float:
-    """OpenTelemetry's confluent-kafka instrumentation (a span per message, 10% sampled) on the bare loop."""
+    """OpenTelemetry's confluent-kafka instrumentation (a span per message, 10% sampled) on the same loop."""
     from opentelemetry.instrumentation.confluent_kafka import ConfluentKafkaInstrumentor
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
@@ -243,45 +258,11 @@ def _opentelemetry(bootstrap: str, topic: str, messages: int) -> float:
 
     provider = TracerProvider(sampler=ParentBased(TraceIdRatioBased(0.1)))
     provider.add_span_processor(BatchSpanProcessor(Discard()))
-    consumer = ConfluentKafkaInstrumentor().instrument_consumer(
-        Consumer(
-            {
-                "bootstrap.servers": bootstrap,
-                "group.id": f"bench-otel-{uuid.uuid4().hex[:6]}",
-                "auto.offset.reset": "earliest",
-                "enable.auto.commit": False,
-                "enable.auto.offset.store": False,
-            }
-        ),
-        tracer_provider=provider,
-    )
-    consumer.subscribe([topic])
-    seen = 0
-    started = 0.0
-    next_commit = 0.0
-    while seen < messages:
-        batch = consumer.consume(500, 0.2)
-        if not batch:
-            continue
-        if not started:
-            started = time.perf_counter()
-        last = None
-        for message in batch:
-            if message.error() is not None:
-                continue
-            _handle_noop(json.loads(message.value()))
-            last = message
-            seen += 1
-        if last is not None:
-            consumer.store_offsets(message=last)
-        now = time.monotonic()
-        if now >= next_commit:
-            consumer.commit(asynchronous=True)
-            next_commit = now + 1.0
-    elapsed = time.perf_counter() - started
-    consumer.close()
-    provider.shutdown()
-    return seen / elapsed
+    consumer = ConfluentKafkaInstrumentor().instrument_consumer(_consumer(bootstrap, "otel"), tracer_provider=provider)
+    try:
+        return _hand_loop(consumer, topic, messages, lambda m: _handle_noop(json.loads(m.value())))
+    finally:
+        provider.shutdown()
 
 
 def _rss_mb() -> float:
@@ -295,97 +276,18 @@ def _rss_mb() -> float:
 def _memory(bootstrap: str, redis_url: str, dsn: str, messages: int) -> dict[str, float]:
     """RSS of the obskit runner after a warm-up and after ``messages`` more, in one process."""
     warmup = min(100_000, messages // 10)
-    topic = _prepare(bootstrap, warmup + messages)
-    import observability as obs
-    from consumers.runner import Runner
-    from consumers.settings import ConsumerSettings
-
-    obs.init("bench-memory", environ={"SENTRY_DSN": dsn, "SENTRY_TRACES_SAMPLE_RATE": "0.01", "REDIS_URL": redis_url})
+    topic = _fill(bootstrap, warmup + messages)
     marks: dict[str, float] = {}
-    seen = 0
-    runner: Any = None
-
-    def handle(payload: Any) -> None:
-        nonlocal seen
-        seen += 1
-        if seen == warmup:
-            marks["before"] = _rss_mb()
-        elif seen == warmup + messages:
-            marks["after"] = _rss_mb()
-            runner.stop()
-
-    settings = ConsumerSettings.from_env(
-        {}, bootstrap_servers=bootstrap, group_id=f"bench-mem-{uuid.uuid4().hex[:6]}", topics=(topic,)
-    )
-    runner = Runner(handle, settings, install_signals=False)
-    runner.run()
-    obs.shutdown(timeout_s=2)
+    environ = {"SENTRY_DSN": dsn, "SENTRY_TRACES_SAMPLE_RATE": "0.01", "REDIS_URL": redis_url}
+    hooks = {warmup: lambda: marks.__setitem__("before", _rss_mb()),
+             warmup + messages: lambda: marks.__setitem__("after", _rss_mb())}  # fmt: skip
+    _run_obskit(bootstrap, topic, warmup + messages, environ=environ, at=hooks)
     return {
         "messages": messages,
         "rss_before_mb": round(marks["before"], 1),
         "rss_after_mb": round(marks["after"], 1),
         "growth_mb": round(marks["after"] - marks["before"], 1),
     }
-
-
-def _prepare_failing(bootstrap: str, messages: int) -> str:
-    """The same messages, one in a hundred marked to fail."""
-    topic = f"bench-fail-{uuid.uuid4().hex[:8]}"
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    for future in admin.create_topics(
-        [
-            NewTopic(topic, num_partitions=1, replication_factor=1),
-            NewTopic(f"{topic}.dlq", num_partitions=1, replication_factor=1),
-        ]
-    ).values():
-        future.result(30)
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "batch.num.messages": 10_000})
-    for n in range(messages):
-        body = {"payment_id": n, "user_id": n % 1000, "amount": 12.5, "currency": "EUR", "fail": n % 100 == 50}
-        while True:
-            try:
-                producer.produce(topic, json.dumps(body).encode())
-                break
-            except BufferError:
-                producer.poll(0.1)
-    producer.flush(60)
-    return topic
-
-
-class _Failure(Exception):
-    pass
-
-
-def _obskit_failing(bootstrap: str, topic: str, messages: int, *, dsn: str, redis_url: str) -> float:
-    """The runner with one message in a hundred failing (one attempt, then the DLQ and a Sentry event)."""
-    import observability as obs
-    from consumers.runner import Runner
-    from consumers.settings import ConsumerSettings
-
-    obs.init("bench-consumer", environ={"SENTRY_DSN": dsn, "SENTRY_TRACES_SAMPLE_RATE": "0", "REDIS_URL": redis_url})
-    seen = 0
-    started = finished = 0.0
-    runner: Any = None
-
-    def handle(payload: Any) -> None:
-        nonlocal seen, started, finished
-        if not seen:
-            started = time.perf_counter()
-        seen += 1
-        if seen == messages:
-            finished = time.perf_counter()
-            runner.stop()
-        if payload["fail"]:
-            message = f"payment {payload['payment_id']} failed"
-            raise _Failure(message)
-
-    settings = ConsumerSettings.from_env(
-        {}, bootstrap_servers=bootstrap, group_id=f"bench-fail-{uuid.uuid4().hex[:6]}", topics=(topic,), attempts=1
-    )
-    runner = Runner(handle, settings, install_signals=False)
-    runner.run()
-    obs.shutdown(timeout_s=2)
-    return seen / (finished - started)
 
 
 def _closed_port_dsn() -> str:
@@ -452,7 +354,7 @@ def run(
     down = _closed_port_dsn()
     try:
         with _services(bootstrap, redis_url) as (kafka, redis):
-            topic = _prepare(kafka, messages)
+            topic = _fill(kafka, messages)
             variants: dict[str, Callable[[], float]] = {
                 "bare confluent-kafka loop": lambda: _bare(kafka, topic, messages),
                 "obskit, traces 0": lambda: _obskit(
@@ -467,7 +369,7 @@ def run(
             }
             slow: dict[str, Callable[[], float]] = {}
             if peers:
-                failing = _prepare_failing(kafka, messages)
+                failing = _fill(kafka, messages, prefix="bench-fail", failing=True)
                 variants["obskit, 1% failing, Sentry up"] = lambda: _obskit_failing(
                     kafka, failing, messages, dsn=recorder.dsn, redis_url=redis
                 )
