@@ -141,10 +141,26 @@ def _apply_unit(event: Event, tags: dict[str, Any], trace: dict[str, Any], unit:
         event["breadcrumbs"] = {"values": crumbs}
 
 
+_in_pipeline = threading.local()
+
+
 def _pipeline(processors: Sequence[EventProcessor], metrics: Metrics, service: str) -> EventProcessor:
-    """Run processors in order; one returning None drops the event. The kit's own failure never loses it."""
+    """Run processors in order; one returning None drops the event. The kit's own failure never loses it.
+
+    An event raised while the pipeline runs (the kit logging its own failure at ERROR) is dropped,
+    never processed: that would recurse without end when the same processor fails again.
+    """
 
     def run(event: Event, hint: Hint) -> Event | None:
+        if getattr(_in_pipeline, "active", False):
+            return None
+        _in_pipeline.active = True
+        try:
+            return _run(event, hint)
+        finally:
+            _in_pipeline.active = False
+
+    def _run(event: Event, hint: Hint) -> Event | None:
         for processor in processors:
             try:
                 result = processor(event, hint)

@@ -282,3 +282,30 @@ def test_lazy_unit_reads_its_source_only_when_an_event_needs_it(obskit_events: C
     assert event["tags"]["user_id"] == "b"
     assert event["tags"]["topic"] == "payments"
     assert event["tags"]["trace_id"] == "2" * 32 == event["contexts"]["trace"]["trace_id"]
+
+
+def test_a_failing_processor_does_not_recurse_through_the_kits_own_error_log() -> None:
+    from observability.testing import capture_transport
+
+    calls = []
+
+    def failing(event: object, hint: object) -> object:
+        calls.append(1)
+        raise ValueError("processor bug")
+
+    sink = CapturedEvents()
+    try:
+        obs.init(
+            "svc",
+            environ={},
+            dsn="http://k@127.0.0.1:9/1",
+            transport=capture_transport(sink),
+            registry=sink.registry,
+            processors=[failing],
+        )
+        obs.capture_message("hello")
+    finally:
+        obs.shutdown()
+    assert len(calls) == 1
+    assert [e.get("message") for e in sink] == ["hello"]
+    assert sink.metric("obskit_internal_errors_total", {"service": "svc", "component": "event_pipeline"}) == 1
