@@ -6,7 +6,7 @@ import logging
 import os
 import re
 import subprocess
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -100,6 +100,31 @@ def _rates(variable: str, raw: str) -> dict[str, float]:
     return result
 
 
+def _names(variable: str, raw: str) -> tuple[str, ...]:
+    """``ssn, x-internal-token`` -> ("ssn", "x-internal-token"): key names, each with a letter or digit."""
+    names = tuple(part.strip() for part in raw.split(",") if part.strip())
+    if not all(re.search(r"[A-Za-z0-9]", name) for name in names):
+        raise ConfigError(variable, raw, "comma-separated key names, e.g. ssn,x-internal-token")
+    return names
+
+
+def _patterns(variable: str, raw: str | Sequence[str]) -> tuple[str, ...]:
+    """Extra scrubbing regexes, compiled here once so a bad one fails at start, naming itself."""
+    from observability.scrub import split_patterns
+
+    patterns = tuple(split_patterns(raw) if isinstance(raw, str) else raw)
+    for pattern in patterns:
+        try:
+            compiled = re.compile(pattern)
+        except re.error as exc:
+            raise ConfigError(
+                variable, raw, f"comma-separated regular expressions ({pattern!r} does not compile: {exc})"
+            ) from None
+        if compiled.fullmatch(""):
+            raise ConfigError(variable, raw, f"regular expressions that match some text ({pattern!r} matches nothing)")
+    return patterns
+
+
 def _git_sha(cwd: str | None = None) -> str | None:
     """The checkout's commit cut to 8 characters, if there is one: exactly GitLab's CI_COMMIT_SHORT_SHA and
     ci/release-name.sh (``--short=8`` would give more where 8 are ambiguous)."""
@@ -147,6 +172,9 @@ class Settings:
     slo_flush_interval_s: float = 1.0
     # How long outcome counts are kept in memory while Redis is unreachable before they are dropped.
     slo_buffer_s: float = 600.0
+    # Extra key names and value patterns to scrub (observability.scrub).
+    scrub_keys: tuple[str, ...] = ()
+    scrub_patterns: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:  # noqa: PLR0915
@@ -199,6 +227,10 @@ class Settings:
         read("sentry_api", "OBSKIT_SENTRY_API", _api_kind)
         read("slo_flush_interval_s", "OBSKIT_SLO_FLUSH_INTERVAL_S", _positive)
         read("slo_buffer_s", "OBSKIT_SLO_BUFFER_S", _positive)
+        read("scrub_keys", "OBSKIT_SCRUB_KEYS", _names)
+        read("scrub_patterns", "OBSKIT_SCRUB_PATTERNS", _patterns)
+        if "scrub_patterns" in overrides:
+            overrides["scrub_patterns"] = _patterns("OBSKIT_SCRUB_PATTERNS", overrides["scrub_patterns"])
         if "slo_redis_url" not in overrides:
             for variable in ("OBSKIT_SLO_REDIS_URL", "REDIS_URL"):
                 raw = env.get(variable, "").strip()

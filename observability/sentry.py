@@ -25,6 +25,7 @@ from observability import propagation
 from observability.config import Settings
 from observability.context import Unit, current
 from observability.metrics import Metrics
+from observability.scrub import Scrubber
 from observability.tags import tag_value
 
 __all__ = [
@@ -176,6 +177,28 @@ def _pipeline(processors: Sequence[EventProcessor], metrics: Metrics, service: s
     return run
 
 
+def _fail_closed(scrubber: EventProcessor, metrics: Metrics, service: str) -> EventProcessor:
+    """The scrubber, dropping the event when it fails: an event it could not scrub must not leave."""
+
+    def scrub(event: Event, hint: Hint) -> Event | None:
+        try:
+            return scrubber(event, hint)
+        except Exception:
+            logger.exception("obskit could not scrub an event; it was dropped")
+            metrics.internal_errors.labels(service, "scrub").inc()
+            return None
+
+    return scrub
+
+
+def _processors(
+    settings: Settings, metrics: Metrics, scrubber: Scrubber, extra: Sequence[EventProcessor]
+) -> list[EventProcessor]:
+    """The event pipeline: tag, the app's own processors, and scrub last so whatever any step added
+    (breadcrumbs, tags, user, contexts) is scrubbed too."""
+    return [_enricher(settings), *extra, _fail_closed(scrubber, metrics, settings.service)]
+
+
 def _breadcrumb_router(before: EventProcessor | None) -> Callable[[dict[str, Any], Hint], dict[str, Any] | None]:
     """Inside a unit of work, keep breadcrumbs in the unit's own buffer so none leak into the next unit."""
 
@@ -240,6 +263,8 @@ class Runtime:
     sampler: Sampler
     sentry_enabled: bool
     event_processors: list[EventProcessor] = field(default_factory=list)
+    # The scrubbing rules (scrub_value / scrub_text use them for DLQ headers, snippets, task arguments).
+    scrubber: Scrubber | None = None
     # The before_send_transaction pipeline, for transactions the kit builds itself (send_transaction).
     transaction_pipeline: EventProcessor | None = None
 
@@ -290,7 +315,8 @@ def init(
         metrics = Metrics.for_registry(REGISTRY if registry is None else registry)
         sampler = Sampler(settings)
         rt = Runtime(settings=settings, metrics=metrics, sampler=sampler, sentry_enabled=bool(settings.dsn))
-        rt.event_processors = [_enricher(settings), *processors]
+        rt.scrubber = Scrubber(keys=settings.scrub_keys, patterns=settings.scrub_patterns)
+        rt.event_processors = _processors(settings, metrics, rt.scrubber, processors)
         public_key = urlsplit(settings.dsn).username if settings.dsn else None
         propagation.set_static_baggage(
             public_key=public_key, release=settings.release, environment=settings.environment
