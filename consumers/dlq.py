@@ -29,10 +29,8 @@ OnDone = Callable[[str | None], None]
 
 
 def _error_message(error: BaseException) -> str:
-    try:  # TEMPORARY-UNTIL-SCRUB
-        from observability.scrub import scrub_text
-    except ImportError:  # TEMPORARY-UNTIL-SCRUB
-        return str(error)[:MAX_ERROR_MESSAGE]  # TEMPORARY-UNTIL-SCRUB
+    from observability.scrub import scrub_text
+
     return scrub_text(str(error))[:MAX_ERROR_MESSAGE]
 
 
