@@ -15,11 +15,14 @@ from observability.capture import add_breadcrumb, capture_exception, capture_mes
 from observability.config import Settings
 from observability.context import bind, current
 from observability.errors import ConfigError, ObskitError
+from observability.noise import ClientError
 from observability.propagation import extract, inject
+from observability.scrub import scrub_text, scrub_value
 from observability.sentry import flush, init, runtime, shutdown
 
 __all__ = [
     "BusinessRuleError",
+    "ClientError",
     "ConfigError",
     "ObskitError",
     "Settings",
@@ -34,6 +37,8 @@ __all__ = [
     "inject",
     "report_business_failure",
     "runtime",
+    "scrub_text",
+    "scrub_value",
     "set_user",
     "shutdown",
     "span",

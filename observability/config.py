@@ -23,6 +23,7 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 _SERVICE_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 _RATES_RE = re.compile(r"^\s*([^=,\s]+)\s*=\s*([^,]+?)\s*$")
+_DOTTED_RE = re.compile(r"^[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*$")
 
 
 def parse_dsn(value: str, variable: str = "SENTRY_DSN") -> str:
@@ -125,6 +126,18 @@ def _patterns(variable: str, raw: str | Sequence[str]) -> tuple[str, ...]:
     return patterns
 
 
+def _dotted(variable: str, raw: str) -> tuple[str, ...]:
+    """``KeyError, requests.exceptions.Timeout``: exception types by the module that defines them."""
+    names = tuple(part.strip() for part in raw.split(",") if part.strip())
+    if not all(_DOTTED_RE.match(name) for name in names):
+        raise ConfigError(variable, raw, "comma-separated type names, e.g. KeyError,requests.exceptions.Timeout")
+    return names
+
+
+def _list(_variable: str, raw: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
 def _git_sha(cwd: str | None = None) -> str | None:
     """The checkout's commit cut to 8 characters, if there is one: exactly GitLab's CI_COMMIT_SHORT_SHA and
     ci/release-name.sh (``--short=8`` would give more where 8 are ambiguous)."""
@@ -172,9 +185,15 @@ class Settings:
     slo_flush_interval_s: float = 1.0
     # How long outcome counts are kept in memory while Redis is unreachable before they are dropped.
     slo_buffer_s: float = 600.0
-    # Extra key names and value patterns to scrub (observability.scrub).
+    # Scrubbing, noise and storm control (observability.scrub, .noise, .storm).
     scrub_keys: tuple[str, ...] = ()
     scrub_patterns: tuple[str, ...] = ()
+    ignore_exceptions: tuple[str, ...] = ()
+    ignore_loggers: tuple[str, ...] = ()
+    send_client_errors: bool = False
+    # Events per fingerprint per window before the rest are held back; 0 turns storm control off.
+    storm_limit: int = 100
+    storm_window_s: float = 60.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:  # noqa: PLR0915
@@ -229,6 +248,11 @@ class Settings:
         read("slo_buffer_s", "OBSKIT_SLO_BUFFER_S", _positive)
         read("scrub_keys", "OBSKIT_SCRUB_KEYS", _names)
         read("scrub_patterns", "OBSKIT_SCRUB_PATTERNS", _patterns)
+        read("ignore_exceptions", "OBSKIT_IGNORE_EXCEPTIONS", _dotted)
+        read("ignore_loggers", "OBSKIT_IGNORE_LOGGERS", _list)
+        read("send_client_errors", "OBSKIT_SEND_CLIENT_ERRORS", _bool)
+        read("storm_limit", "OBSKIT_STORM_LIMIT", _count)
+        read("storm_window_s", "OBSKIT_STORM_WINDOW_S", _positive)
         if "scrub_patterns" in overrides:
             overrides["scrub_patterns"] = _patterns("OBSKIT_SCRUB_PATTERNS", overrides["scrub_patterns"])
         if "slo_redis_url" not in overrides:

@@ -48,6 +48,13 @@ CATALOGUE: tuple[MetricSpec, ...] = (
         "Sentry events and transactions the SDK did not deliver (queue full, network error, rate limited, ...).",
     ),
     MetricSpec(
+        "obskit_sentry_events_held_back_total",
+        "counter",
+        ("service", "reason"),
+        "Sentry events the kit chose not to send: storm, client_error, ignored_exception, ignored_logger,"
+        " duplicate, health_check.",
+    ),
+    MetricSpec(
         "obskit_business_failures_total",
         "counter",
         ("service", "rule"),
@@ -226,6 +233,7 @@ class Metrics:
     """
 
     sentry_events_dropped: Counter
+    sentry_events_held_back: Counter
     business_failures: Counter
     business_failures_suppressed: Counter
     errors: Counter

@@ -25,7 +25,9 @@ from observability import propagation
 from observability.config import Settings
 from observability.context import Unit, current
 from observability.metrics import Metrics
+from observability.noise import NoiseFilter, breadcrumb_filter
 from observability.scrub import Scrubber
+from observability.storm import StormControl
 from observability.tags import tag_value
 
 __all__ = [
@@ -194,9 +196,19 @@ def _fail_closed(scrubber: EventProcessor, metrics: Metrics, service: str) -> Ev
 def _processors(
     settings: Settings, metrics: Metrics, scrubber: Scrubber, extra: Sequence[EventProcessor]
 ) -> list[EventProcessor]:
-    """The event pipeline: tag, the app's own processors, and scrub last so whatever any step added
-    (breadcrumbs, tags, user, contexts) is scrubbed too."""
-    return [_enricher(settings), *extra, _fail_closed(scrubber, metrics, settings.service)]
+    """The event pipeline: tag, drop noise, the app's own processors, storm control, and scrub last so
+    whatever any step added (breadcrumbs, tags, user, contexts) is scrubbed too."""
+    held_back = metrics.sentry_events_held_back
+    service = settings.service
+    noise = NoiseFilter(
+        ignore_exceptions=settings.ignore_exceptions,
+        ignore_loggers=settings.ignore_loggers,
+        send_client_errors=settings.send_client_errors,
+        count=lambda reason: held_back.labels(service, reason).inc(),
+    )
+    storm_count = held_back.labels(service, "storm").inc
+    storm = StormControl(limit=settings.storm_limit, window_s=settings.storm_window_s, count=storm_count)
+    return [_enricher(settings), noise, *extra, storm, _fail_closed(scrubber, metrics, service)]
 
 
 def _breadcrumb_router(before: EventProcessor | None) -> Callable[[dict[str, Any], Hint], dict[str, Any] | None]:
@@ -383,7 +395,7 @@ def _sdk_init(settings: Settings, rt: Runtime, transport: type[Transport] | Call
         shutdown_timeout=settings.shutdown_timeout_s,
         before_send=pipeline,
         before_send_transaction=pipeline,
-        before_breadcrumb=_breadcrumb_router(None),
+        before_breadcrumb=_breadcrumb_router(breadcrumb_filter(settings.ignore_loggers)),
     )
 
 

@@ -115,3 +115,48 @@ def test_masked_dsn_hides_the_key() -> None:
     assert masked is not None
     assert "abcdef0123" not in masked
     assert masked.startswith("https://abcd")
+
+
+def test_reads_scrubbing_noise_and_storm_settings() -> None:
+    s = settings(
+        OBSKIT_SCRUB_KEYS="ssn, X-Internal-Token",
+        OBSKIT_SCRUB_PATTERNS=r"ORD-\d{4,6}, EMP-[0-9]+",
+        OBSKIT_IGNORE_EXCEPTIONS="KeyError, requests.exceptions.Timeout",
+        OBSKIT_IGNORE_LOGGERS="kafka.conn,urllib3",
+        OBSKIT_SEND_CLIENT_ERRORS="yes",
+        OBSKIT_STORM_LIMIT="50",
+        OBSKIT_STORM_WINDOW_S="30",
+    )
+    assert s.scrub_keys == ("ssn", "X-Internal-Token")
+    assert s.scrub_patterns == (r"ORD-\d{4,6}", "EMP-[0-9]+")
+    assert s.ignore_exceptions == ("KeyError", "requests.exceptions.Timeout")
+    assert s.ignore_loggers == ("kafka.conn", "urllib3")
+    assert (s.send_client_errors, s.storm_limit, s.storm_window_s) == (True, 50, 30.0)
+    assert (settings().storm_limit, settings().storm_window_s, settings().send_client_errors) == (100, 60.0, False)
+
+
+@pytest.mark.parametrize(
+    ("variable", "raw", "expected"),
+    [
+        ("OBSKIT_SCRUB_PATTERNS", "ok,(unclosed", "'(unclosed' does not compile"),
+        ("OBSKIT_SCRUB_PATTERNS", "a*", "'a*' matches nothing"),
+        ("OBSKIT_SCRUB_KEYS", "ssn,--", "comma-separated key names"),
+        ("OBSKIT_IGNORE_EXCEPTIONS", "requests.Timeout()", "comma-separated type names"),
+        ("OBSKIT_SEND_CLIENT_ERRORS", "sometimes", "one of 1/0"),
+        ("OBSKIT_STORM_LIMIT", "-1", "a whole number >= 0"),
+        ("OBSKIT_STORM_WINDOW_S", "0", "a positive number"),
+    ],
+)
+def test_bad_noise_and_scrubbing_settings_name_the_variable(variable: str, raw: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        settings(**{variable: raw})
+    message = str(caught.value)
+    assert message.startswith(f"{variable}={raw!r} is invalid: expected ")
+    assert expected in message
+    assert "\n" not in message
+
+
+def test_scrub_patterns_given_to_init_are_checked_like_the_variable() -> None:
+    assert Settings.from_env({}, service="x", scrub_patterns=["a+", "b"]).scrub_patterns == ("a+", "b")
+    with pytest.raises(ConfigError, match="OBSKIT_SCRUB_PATTERNS"):
+        Settings.from_env({}, service="x", scrub_patterns=["("])
