@@ -52,7 +52,7 @@ CATALOGUE: tuple[MetricSpec, ...] = (
         "counter",
         ("service", "reason"),
         "Sentry events the kit chose not to send: storm, client_error, ignored_exception, ignored_logger,"
-        " duplicate, health_check.",
+        " duplicate, health_check, app_processor (dropped by a processor given to init()).",
     ),
     MetricSpec(
         "obskit_business_failures_total",

@@ -7,6 +7,7 @@ each unit of work's breadcrumbs to itself, and counts what the SDK drops.
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import threading
@@ -208,7 +209,21 @@ def _processors(
     )
     storm_count = held_back.labels(service, "storm").inc
     storm = StormControl(limit=settings.storm_limit, window_s=settings.storm_window_s, count=storm_count)
-    return [_enricher(settings), noise, *extra, storm, _fail_closed(scrubber, metrics, service)]
+    app = [_app_processor(processor, held_back.labels(service, "app_processor").inc) for processor in extra]
+    return [_enricher(settings), noise, *app, storm, _fail_closed(scrubber, metrics, service)]
+
+
+def _app_processor(processor: EventProcessor, count: Callable[[], None]) -> EventProcessor:
+    """One of the app's own processors (``init(processors=...)``): what it drops is counted too."""
+
+    @functools.wraps(processor)
+    def run(event: Event, hint: Hint) -> Event | None:
+        result = processor(event, hint)
+        if result is None:
+            count()
+        return result
+
+    return run
 
 
 def _breadcrumb_router(before: EventProcessor | None) -> Callable[[dict[str, Any], Hint], dict[str, Any] | None]:
@@ -237,7 +252,8 @@ def _counting_transport(metrics: Metrics, service: str) -> type[Transport]:
 
         def record_lost_event(self, reason: str, data_category: Any = None, item: Any = None, **kwargs: Any) -> None:
             category = item.data_category if item is not None else data_category
-            if category in ("error", "transaction", "default"):
+            # before_send drops are the kit's own choices, counted in obskit_sentry_events_held_back_total.
+            if category in ("error", "transaction", "default") and reason != "before_send":
                 dropped.labels(service, reason).inc(kwargs.get("quantity", 1) if item is None else 1)
             super().record_lost_event(reason, data_category, item, **kwargs)
 

@@ -309,3 +309,28 @@ def test_a_failing_processor_does_not_recurse_through_the_kits_own_error_log() -
     assert len(calls) == 1
     assert [e.get("message") for e in sink] == ["hello"]
     assert sink.metric("obskit_internal_errors_total", {"service": "svc", "component": "event_pipeline"}) == 1
+
+
+def test_events_the_apps_own_processor_drops_are_counted_as_held_back() -> None:
+    from observability.testing import capture_transport
+
+    def drop_debug(event: dict[str, object], hint: object) -> dict[str, object] | None:
+        return None if event.get("level") == "debug" else event
+
+    sink = CapturedEvents()
+    try:
+        obs.init(
+            "svc",
+            environ={},
+            dsn="http://k@127.0.0.1:9/1",
+            transport=capture_transport(sink),
+            registry=sink.registry,
+            processors=[drop_debug],
+        )
+        obs.capture_message("noise", "debug")
+        obs.capture_message("kept", "warning")
+    finally:
+        obs.shutdown()
+    assert [e["message"] for e in sink] == ["kept"]
+    labels = {"service": "svc", "reason": "app_processor"}
+    assert sink.metric("obskit_sentry_events_held_back_total", labels) == 1
