@@ -79,7 +79,9 @@ def test_replay_resends_parked_messages_with_their_headers_and_commits_what_it_s
         if payload.get("bad"):
             raise ValueError("bad payment")
 
-    produce(kafka_bootstrap, topic, [{"n": 0, "bad": True}, {"n": 1, "bad": True}, {"n": 2}], headers=[("x-user-id", b"u1")])
+    produce(
+        kafka_bootstrap, topic, [{"n": 0, "bad": True}, {"n": 1, "bad": True}, {"n": 2}], headers=[("x-user-id", b"u1")]
+    )
     running = start_consumer(handler, topic, attempts=1)
     read_all(kafka_bootstrap, f"{topic}.dlq", expected=2)
     wait_until(lambda: committed(kafka_bootstrap, f"g-{topic}", topic) == 3)
