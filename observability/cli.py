@@ -201,6 +201,11 @@ def sentry_info(service: str | None) -> None:
             ("log events / breadcrumbs", f"{settings.log_event_level} / {settings.log_breadcrumb_level}"),
             ("send PII", "on" if settings.send_default_pii else "off"),
             ("business messages per rule", f"{settings.business_events_per_minute}/min"),
+            ("scrubbing", _scrubbing(settings)),
+            ("ignored exceptions", ", ".join(settings.ignore_exceptions) or "(none)"),
+            ("ignored loggers", ", ".join(settings.ignore_loggers) or "(none)"),
+            ("client errors", "sent" if settings.send_client_errors else "held back (OBSKIT_SEND_CLIENT_ERRORS=1)"),
+            ("storm control", _storm(settings)),
             ("SDK integrations", ", ".join(INTEGRATIONS)),
         ]
         for name, value in rows:
@@ -215,6 +220,20 @@ def sentry_info(service: str | None) -> None:
                 sys.exit(1)
         if reachable is False:
             sys.exit(1)
+
+
+def _scrubbing(settings: Any) -> str:
+    from observability.scrub import DEFAULT_KEYS
+
+    keys = f" + {', '.join(settings.scrub_keys)}" if settings.scrub_keys else ""
+    patterns = f" + {len(settings.scrub_patterns)} of OBSKIT_SCRUB_PATTERNS" if settings.scrub_patterns else ""
+    return f"on: {len(DEFAULT_KEYS)} key names{keys}; cards, JWTs, credentials, private keys{patterns}"
+
+
+def _storm(settings: Any) -> str:
+    if settings.storm_limit <= 0:
+        return "off (OBSKIT_STORM_LIMIT=0)"
+    return f"{settings.storm_limit} events per fingerprint per {settings.storm_window_s:g}s, then 1 per window"
 
 
 @main.command("test-sentry")
@@ -702,6 +721,23 @@ def bench_slo(redis_url: str | None, services: int, records: int, as_json: bool)
     with _one_line_errors():
         result = run(redis_url=redis_url, services=services, records=records)
     click.echo(json.dumps(result, indent=2) if as_json else "\n".join(f"{k:<40} {v}" for k, v in result.items()))
+
+
+@bench.command("scrub")
+@click.option("--seconds", type=float, default=0.5, show_default=True, help="Time spent on each figure.")
+@click.option("--json", "as_json", is_flag=True)
+def bench_scrub(seconds: float, as_json: bool) -> None:
+    """Scrubbing µs per event: a typical exception event and a large one (50 frames, 200+ variables)."""
+    from observability._bench_scrub import run
+
+    result = run(seconds)
+    if as_json:
+        click.echo(json.dumps(result, indent=2, ensure_ascii=False))
+        return
+    for name, figures in result.items():
+        click.echo(name)
+        for key, value in figures.items():
+            click.echo(f"  {key:<52} {value}")
 
 
 # -- demo ----------------------------------------------------------------------------------------

@@ -208,3 +208,29 @@ def test_without_ignored_loggers_the_breadcrumb_path_gets_no_filter() -> None:
     record = logging.LogRecord("noisy.x", logging.INFO, __file__, 1, "m", None, None)
     assert drop({"message": "m"}, {"log_record": record}) is None
     assert drop({"message": "m"}, {}) == {"message": "m"}
+
+
+def test_sentry_info_shows_what_is_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from observability.cli import main
+
+    for name in ("SENTRY_DSN", "SENTRY_DSN_FILE", "SENTRY_URL"):
+        monkeypatch.delenv(name, raising=False)
+    environ = {
+        "SERVICE_NAME": "svc",
+        "OBSKIT_SCRUB_KEYS": "ssn",
+        "OBSKIT_SCRUB_PATTERNS": r"EMP-\d+",
+        "OBSKIT_IGNORE_EXCEPTIONS": "KeyError",
+        "OBSKIT_IGNORE_LOGGERS": "noisy",
+        "OBSKIT_STORM_LIMIT": "0",
+    }
+    result = CliRunner().invoke(main, ["sentry-info"], env=environ)
+    assert result.exit_code == 0, result.output
+    lines = {line[:28].strip(): line[28:].strip() for line in result.output.splitlines()}
+    assert "+ ssn" in lines["scrubbing"]
+    assert "1 of OBSKIT_SCRUB_PATTERNS" in lines["scrubbing"]
+    assert lines["ignored exceptions"] == "KeyError"
+    assert lines["ignored loggers"] == "noisy"
+    assert lines["client errors"].startswith("held back")
+    assert lines["storm control"] == "off (OBSKIT_STORM_LIMIT=0)"
