@@ -144,11 +144,9 @@ def test_the_command_and_the_link_ask_the_same_search() -> None:
 
 # -- the requests each client makes -----------------------------------------------------------------
 
-NOW = datetime.now(UTC)
 
-
-def _bugsink_issue(n: int, *, minutes_ago: float) -> dict[str, Any]:
-    seen = (NOW - timedelta(minutes=minutes_ago)).isoformat().replace("+00:00", "Z")
+def _bugsink_issue(n: int, *, now: datetime, minutes_ago: float) -> dict[str, Any]:
+    seen = (now - timedelta(minutes=minutes_ago)).isoformat().replace("+00:00", "Z")
     kind, value = ("Log Message", f"message {n}") if n % 2 else ("KeyError", f"'k{n}'")
     return {
         "id": f"issue-{n}",
@@ -168,7 +166,8 @@ class FakeBugsink:
     root = "/api/canonical/0"
 
     def __init__(self, count: int, levels: Callable[[int], str]) -> None:
-        self.rows = [_bugsink_issue(n, minutes_ago=n * 10) for n in range(count)]
+        now = datetime.now(UTC)  # the client compares last seen with its own clock
+        self.rows = [_bugsink_issue(n, now=now, minutes_ago=n * 10) for n in range(count)]
         self.levels = levels
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
