@@ -7,21 +7,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
+from observability.config import parse_choice, parse_count, parse_port, parse_positive
 from observability.errors import ConfigError
 
 __all__ = ["ConsumerSettings"]
 
 Decode = Literal["json", "bytes"]
-
-
-def _positive(variable: str, raw: str, *, integer: bool = False) -> float:
-    try:
-        value = int(raw) if integer else float(raw)
-    except ValueError:
-        raise ConfigError(variable, raw, "a whole number > 0" if integer else "a number > 0") from None
-    if value <= 0:
-        raise ConfigError(variable, raw, "a whole number > 0" if integer else "a number > 0")
-    return value
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -78,19 +69,22 @@ class ConsumerSettings:
         values["topics"] = tuple(topics)
 
         readers = {
-            "decode": ("OBSKIT_CONSUMER_DECODE", lambda v, raw: _choice(v, raw, ("json", "bytes"))),
-            "attempts": ("OBSKIT_CONSUMER_ATTEMPTS", lambda v, raw: int(_positive(v, raw, integer=True))),
-            "backoff_s": ("OBSKIT_CONSUMER_BACKOFF_S", _positive),
-            "backoff_max_s": ("OBSKIT_CONSUMER_BACKOFF_MAX_S", _positive),
+            "decode": ("OBSKIT_CONSUMER_DECODE", lambda v, raw: parse_choice(v, raw, ("json", "bytes"))),
+            "attempts": ("OBSKIT_CONSUMER_ATTEMPTS", lambda v, raw: parse_count(v, raw, minimum=1)),
+            "backoff_s": ("OBSKIT_CONSUMER_BACKOFF_S", parse_positive),
+            "backoff_max_s": ("OBSKIT_CONSUMER_BACKOFF_MAX_S", parse_positive),
             "dlq_suffix": ("OBSKIT_CONSUMER_DLQ_SUFFIX", lambda _v, raw: raw),
             "dlq_topic": ("OBSKIT_CONSUMER_DLQ_TOPIC", lambda _v, raw: raw),
-            "business_failure": ("OBSKIT_CONSUMER_BUSINESS_FAILURE", lambda v, raw: _choice(v, raw, ("commit", "dlq"))),
+            "business_failure": (
+                "OBSKIT_CONSUMER_BUSINESS_FAILURE",
+                lambda v, raw: parse_choice(v, raw, ("commit", "dlq")),
+            ),
             "user_id_field": ("OBSKIT_CONSUMER_USER_ID_FIELD", lambda _v, raw: raw),
-            "commit_interval_s": ("OBSKIT_CONSUMER_COMMIT_INTERVAL_S", _positive),
-            "batch_size": ("OBSKIT_CONSUMER_BATCH_SIZE", lambda v, raw: int(_positive(v, raw, integer=True))),
-            "metrics_port": ("OBSKIT_CONSUMER_METRICS_PORT", _port),
+            "commit_interval_s": ("OBSKIT_CONSUMER_COMMIT_INTERVAL_S", parse_positive),
+            "batch_size": ("OBSKIT_CONSUMER_BATCH_SIZE", lambda v, raw: parse_count(v, raw, minimum=1)),
+            "metrics_port": ("OBSKIT_CONSUMER_METRICS_PORT", parse_port),
             "metrics_host": ("OBSKIT_CONSUMER_METRICS_HOST", lambda _v, raw: raw),
-            "stall_after_s": ("OBSKIT_CONSUMER_STALL_AFTER_S", _positive),
+            "stall_after_s": ("OBSKIT_CONSUMER_STALL_AFTER_S", parse_positive),
         }
         for name, (variable, parse) in readers.items():
             raw = env.get(variable, "").strip()
@@ -106,17 +100,3 @@ class ConsumerSettings:
 
     def dlq_for(self, topic: str) -> str:
         return self.dlq_topic or f"{topic}{self.dlq_suffix}"
-
-
-def _choice(variable: str, raw: str, allowed: tuple[str, ...]) -> str:
-    value = raw.strip().lower()
-    if value not in allowed:
-        raise ConfigError(variable, raw, " or ".join(allowed))
-    return value
-
-
-def _port(variable: str, raw: str) -> int:
-    port = int(_positive(variable, raw, integer=True))
-    if port > 65535:
-        raise ConfigError(variable, raw, "a TCP port number")
-    return port

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
 import subprocess
@@ -14,7 +15,17 @@ from urllib.parse import urlsplit
 
 from observability.errors import ConfigError
 
-__all__ = ["LOG_LEVELS", "Settings", "parse_dsn", "parse_redis_url"]
+__all__ = [
+    "LOG_LEVELS",
+    "Settings",
+    "parse_bool",
+    "parse_choice",
+    "parse_count",
+    "parse_dsn",
+    "parse_port",
+    "parse_positive",
+    "parse_redis_url",
+]
 
 T = TypeVar("T")
 
@@ -51,33 +62,57 @@ def _rate(variable: str, raw: str) -> float:
     return rate
 
 
-def _positive(variable: str, raw: str) -> float:
+# The value parsers every settings class uses (the kit's, the workers', the consumers'): each takes the
+# variable's name and its raw text and fails with a ConfigError naming both and the expected form.
+
+
+def parse_positive(variable: str, raw: str) -> float:
+    """A finite number > 0 (a duration, an interval, a rate per second)."""
     try:
         value = float(raw)
     except ValueError:
-        raise ConfigError(variable, raw, "a positive number") from None
-    if value <= 0:
-        raise ConfigError(variable, raw, "a positive number")
+        raise ConfigError(variable, raw, "a number > 0") from None
+    if not 0 < value < math.inf:
+        raise ConfigError(variable, raw, "a number > 0")
     return value
 
 
-def _count(variable: str, raw: str) -> int:
+def parse_count(variable: str, raw: str, *, minimum: int = 0) -> int:
+    """A whole number >= ``minimum``."""
     try:
         value = int(raw)
     except ValueError:
-        raise ConfigError(variable, raw, "a whole number >= 0") from None
-    if value < 0:
-        raise ConfigError(variable, raw, "a whole number >= 0")
+        raise ConfigError(variable, raw, f"a whole number >= {minimum}") from None
+    if value < minimum:
+        raise ConfigError(variable, raw, f"a whole number >= {minimum}")
     return value
 
 
-def _bool(variable: str, raw: str) -> bool:
+def parse_bool(variable: str, raw: str) -> bool:
     lowered = raw.strip().lower()
     if lowered in _TRUE:
         return True
     if lowered in _FALSE:
         return False
     raise ConfigError(variable, raw, "one of 1/0, true/false, yes/no, on/off")
+
+
+def parse_port(variable: str, raw: str) -> int:
+    """A TCP port to listen on; 0 picks a free one."""
+    try:
+        port = int(raw)
+    except ValueError:
+        raise ConfigError(variable, raw, "a TCP port number (0 picks a free one)") from None
+    if not 0 <= port <= 65535:
+        raise ConfigError(variable, raw, "a TCP port number (0 picks a free one)")
+    return port
+
+
+def parse_choice(variable: str, raw: str, allowed: Sequence[str]) -> str:
+    value = raw.strip().lower()
+    if value not in allowed:
+        raise ConfigError(variable, raw, " or ".join(allowed))
+    return value
 
 
 def _level(variable: str, raw: str) -> str:
@@ -229,30 +264,30 @@ class Settings:
         read("release", "SENTRY_RELEASE", lambda _v, raw: raw.strip())
         read("traces_sample_rate", "SENTRY_TRACES_SAMPLE_RATE", _rate)
         read("traces_sample_rates", "OBSKIT_TRACES_SAMPLE_RATES", _rates)
-        read("traces_incoming_max_per_s", "OBSKIT_TRACES_INCOMING_MAX_PER_S", _positive)
+        read("traces_incoming_max_per_s", "OBSKIT_TRACES_INCOMING_MAX_PER_S", parse_positive)
         read("profiles_sample_rate", "SENTRY_PROFILES_SAMPLE_RATE", _rate)
-        read("debug", "SENTRY_DEBUG", _bool)
+        read("debug", "SENTRY_DEBUG", parse_bool)
         read("log_level", "LOG_LEVEL", _level)
         read("log_event_level", "OBSKIT_LOG_EVENT_LEVEL", _level)
         read("log_breadcrumb_level", "OBSKIT_LOG_BREADCRUMB_LEVEL", _level)
-        read("send_default_pii", "OBSKIT_SEND_PII", _bool)
-        read("business_events_per_minute", "OBSKIT_BUSINESS_EVENTS_PER_MINUTE", _count)
-        read("sentry_queue_size", "OBSKIT_SENTRY_QUEUE_SIZE", _count)
-        read("shutdown_timeout_s", "OBSKIT_SHUTDOWN_TIMEOUT_S", _positive)
+        read("send_default_pii", "OBSKIT_SEND_PII", parse_bool)
+        read("business_events_per_minute", "OBSKIT_BUSINESS_EVENTS_PER_MINUTE", parse_count)
+        read("sentry_queue_size", "OBSKIT_SENTRY_QUEUE_SIZE", parse_count)
+        read("shutdown_timeout_s", "OBSKIT_SHUTDOWN_TIMEOUT_S", parse_positive)
         read("sentry_url", "SENTRY_URL", lambda _v, raw: raw.strip().rstrip("/"))
         read("sentry_auth_token", "SENTRY_AUTH_TOKEN", lambda _v, raw: raw.strip())
         read("sentry_org", "SENTRY_ORG", lambda _v, raw: raw.strip())
         read("sentry_project", "SENTRY_PROJECT", lambda _v, raw: raw.strip())
         read("sentry_api", "OBSKIT_SENTRY_API", _api_kind)
-        read("slo_flush_interval_s", "OBSKIT_SLO_FLUSH_INTERVAL_S", _positive)
-        read("slo_buffer_s", "OBSKIT_SLO_BUFFER_S", _positive)
+        read("slo_flush_interval_s", "OBSKIT_SLO_FLUSH_INTERVAL_S", parse_positive)
+        read("slo_buffer_s", "OBSKIT_SLO_BUFFER_S", parse_positive)
         read("scrub_keys", "OBSKIT_SCRUB_KEYS", _names)
         read("scrub_patterns", "OBSKIT_SCRUB_PATTERNS", _patterns)
         read("ignore_exceptions", "OBSKIT_IGNORE_EXCEPTIONS", _dotted)
         read("ignore_loggers", "OBSKIT_IGNORE_LOGGERS", _list)
-        read("send_client_errors", "OBSKIT_SEND_CLIENT_ERRORS", _bool)
-        read("storm_limit", "OBSKIT_STORM_LIMIT", _count)
-        read("storm_window_s", "OBSKIT_STORM_WINDOW_S", _positive)
+        read("send_client_errors", "OBSKIT_SEND_CLIENT_ERRORS", parse_bool)
+        read("storm_limit", "OBSKIT_STORM_LIMIT", parse_count)
+        read("storm_window_s", "OBSKIT_STORM_WINDOW_S", parse_positive)
         if "scrub_patterns" in overrides:
             overrides["scrub_patterns"] = _patterns("OBSKIT_SCRUB_PATTERNS", overrides["scrub_patterns"])
         if "slo_redis_url" not in overrides:

@@ -8,42 +8,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-from observability.config import parse_redis_url
+from observability.config import parse_bool, parse_port, parse_positive, parse_redis_url
 from observability.errors import ConfigError
 
 __all__ = ["WorkerSettings"]
-
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
-
-
-def _positive(variable: str, raw: str) -> float:
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(variable, raw, "a number > 0") from None
-    if not value > 0 or math.isinf(value):
-        raise ConfigError(variable, raw, "a number > 0")
-    return value
-
-
-def _port(variable: str, raw: str) -> int:
-    try:
-        port = int(raw)
-    except ValueError:
-        raise ConfigError(variable, raw, "a TCP port number (0 picks a free one)") from None
-    if not 0 <= port <= 65535:
-        raise ConfigError(variable, raw, "a TCP port number (0 picks a free one)")
-    return port
-
-
-def _bool(variable: str, raw: str) -> bool:
-    lowered = raw.strip().lower()
-    if lowered in _TRUE:
-        return True
-    if lowered in _FALSE:
-        return False
-    raise ConfigError(variable, raw, "one of 1/0, true/false, yes/no, on/off")
 
 
 def _queue(variable: str, raw: str) -> str:
@@ -93,12 +61,12 @@ class WorkerSettings:
         readers = {
             "service": ("SERVICE_NAME", lambda _v, raw: raw.strip()),
             "queue": ("OBSKIT_CELERY_QUEUE", _queue),
-            "visibility_timeout_s": ("OBSKIT_CELERY_VISIBILITY_TIMEOUT_S", _positive),
-            "backlog_interval_s": ("OBSKIT_CELERY_BACKLOG_INTERVAL_S", _positive),
-            "metrics_port": ("OBSKIT_WORKER_METRICS_PORT", _port),
+            "visibility_timeout_s": ("OBSKIT_CELERY_VISIBILITY_TIMEOUT_S", parse_positive),
+            "backlog_interval_s": ("OBSKIT_CELERY_BACKLOG_INTERVAL_S", parse_positive),
+            "metrics_port": ("OBSKIT_WORKER_METRICS_PORT", parse_port),
             "metrics_host": ("OBSKIT_WORKER_METRICS_HOST", lambda _v, raw: raw.strip()),
-            "crons": ("OBSKIT_CELERY_CRONS", _bool),
-            "traces_max_per_s": ("OBSKIT_CELERY_TRACES_MAX_PER_S", _positive),
+            "crons": ("OBSKIT_CELERY_CRONS", parse_bool),
+            "traces_max_per_s": ("OBSKIT_CELERY_TRACES_MAX_PER_S", parse_positive),
         }
         for name, (variable, parse) in readers.items():
             raw = env.get(variable, "").strip()

@@ -144,7 +144,7 @@ def test_reads_scrubbing_noise_and_storm_settings() -> None:
         ("OBSKIT_IGNORE_EXCEPTIONS", "requests.Timeout()", "comma-separated type names"),
         ("OBSKIT_SEND_CLIENT_ERRORS", "sometimes", "one of 1/0"),
         ("OBSKIT_STORM_LIMIT", "-1", "a whole number >= 0"),
-        ("OBSKIT_STORM_WINDOW_S", "0", "a positive number"),
+        ("OBSKIT_STORM_WINDOW_S", "0", "a number > 0"),
     ],
 )
 def test_bad_noise_and_scrubbing_settings_name_the_variable(variable: str, raw: str, expected: str) -> None:
