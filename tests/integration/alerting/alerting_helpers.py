@@ -4,27 +4,15 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-import pytest
+
+from tests.helpers import wait_for
 
 TIME_SCALE = 1 / 60
 JOB = "obskit-alerting-test"
-
-
-def wait_for(condition: Callable[[], Any], *, timeout_s: float, what: str, poll_s: float = 0.25) -> Any:
-    """Poll until ``condition()`` is truthy and return it; fail naming ``what`` after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout_s:g}s waiting for {what}", pytrace=False)
-        time.sleep(poll_s)
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from observability.config import Settings
 from observability.sentry_api import client, search_query
 from observability.slo.store import Store
 from observability.slo.windows import parse_duration
+from tests.helpers import wait_for as wait_until
 from tests.integration.consumers.kafka_helpers import committed, create_topics, produce, read_all
 
 
@@ -18,15 +19,6 @@ class Boom(Exception):
 
 def headers_of(message: Any) -> dict[str, str]:
     return {k: v.decode() for k, v in message.headers() or []}
-
-
-def wait_until(condition: Any, timeout_s: float = 30) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.2)
-    raise AssertionError("condition not met in time")
 
 
 def bad_count(redis_url: str, service: str) -> int:

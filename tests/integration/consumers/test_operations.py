@@ -4,21 +4,12 @@ import os
 import subprocess
 import sys
 import threading
-import time
 from typing import Any
 
 import httpx
 
+from tests.helpers import wait_for as wait_until
 from tests.integration.consumers.kafka_helpers import committed, produce, read_all
-
-
-def wait_until(condition: Any, timeout_s: float = 30) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.1)
-    raise AssertionError("condition not met in time")
 
 
 def sample(registry: Any, name: str, **labels: str) -> float | None:

@@ -1,7 +1,6 @@
 """One trace from producer to consumer; sampled messages become queue.process transactions."""
 
 import json
-import time
 from typing import Any
 
 import observability as obs
@@ -9,20 +8,12 @@ from consumers.producer import Producer
 from observability.config import Settings
 from observability.sentry_api import client
 from observability.testing import EnvelopeRecorder
+from tests.helpers import wait_for as wait_until
 from tests.integration.consumers.kafka_helpers import committed, produce
 
 
 class Declined(Exception):
     pass
-
-
-def wait_until(condition: Any, timeout_s: float = 30) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.2)
-    raise AssertionError("condition not met in time")
 
 
 def test_the_producers_trace_and_user_are_on_the_consumers_event(

@@ -34,8 +34,9 @@ import observability as obs
 from observability.config import Settings
 from observability.propagation import inject
 from observability.sentry_api import ServerAPI, client
+from tests.helpers import wait_for
 from tests.integration.consumers.kafka_helpers import create_topics, produce, read_all
-from tests.integration.workers.conftest import ROOT, Workers, wait_for
+from tests.integration.workers.conftest import ROOT, Workers
 from workers import WorkerSettings, make_app
 
 PROBES = "tests.integration.workers.probe_tasks,tests.integration.issues.probe_tasks"

@@ -14,8 +14,9 @@ from collections.abc import Callable
 import pytest
 
 from observability.sentry_api import ServerAPI
+from tests.helpers import wait_for
 from tests.integration.issues.conftest import ROOT, Browser, Run, Scenario, clean_env
-from tests.integration.workers.conftest import free_port, wait_for
+from tests.integration.workers.conftest import free_port
 
 FILTERS: list[tuple[str, Callable[[Scenario], list[str]]]] = [
     ("user", lambda s: ["--user-id", s.users[0]]),

@@ -13,18 +13,8 @@ import sentry_sdk
 from prometheus_client import CollectorRegistry
 
 import observability as obs
-from observability.sentry_api import Issue, ServerAPI, StoredEvent, search_query
-
-
-def wait_for_event(api: ServerAPI, event_id: str | None, timeout_s: float = 30) -> StoredEvent:
-    assert event_id, "the SDK did not send the event"
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        stored = api.event(event_id)
-        if stored is not None:
-            return stored
-        time.sleep(0.3)
-    raise AssertionError(f"event {event_id} not stored within {timeout_s} s")
+from observability.sentry_api import Issue, ServerAPI, search_query
+from tests.helpers import wait_for_event
 
 
 def planted(name: str) -> str:

@@ -7,18 +7,8 @@ import time
 import uuid
 
 import observability as obs
-from observability.sentry_api import ServerAPI, StoredEvent, search_query
-
-
-def wait_for_event(api: ServerAPI, event_id: str | None, timeout_s: float = 30) -> StoredEvent:
-    assert event_id, "the SDK did not send the event"
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        stored = api.event(event_id)
-        if stored is not None:
-            return stored
-        time.sleep(0.3)
-    raise AssertionError(f"event {event_id} not stored within {timeout_s} s")
+from observability.sentry_api import ServerAPI, search_query
+from tests.helpers import wait_for_event
 
 
 def test_a_plain_sdk_event_sent_to_the_dsn_is_stored(sentry_server, api: ServerAPI) -> None:

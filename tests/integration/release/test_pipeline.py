@@ -19,7 +19,8 @@ import yaml
 from sentry_recorder import ORG, PROJECT, ROOT, SentryRecorder, git
 
 from observability.config import Settings
-from observability.sentry_api import ServerAPI, StoredEvent, client
+from observability.sentry_api import client
+from tests.helpers import wait_for_event
 
 REMOTE = "https://gitlab.example.com/acme/payments.git"
 SERVICE = "payments"  # gitlab-ci-local derives CI_PROJECT_NAME, and so SERVICE_NAME, from the remote
@@ -96,16 +97,6 @@ def run_jobs(
 
 def expected(calls: list[str], release: str) -> list[str]:
     return [c.format(org=ORG, project=PROJECT, release=release) for c in calls]
-
-
-def wait_for_event(api: ServerAPI, event_id: str, timeout_s: float = 30) -> StoredEvent:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        stored = api.event(event_id)
-        if stored is not None:
-            return stored
-        time.sleep(0.3)
-    raise AssertionError(f"event {event_id} not stored within {timeout_s} s")
 
 
 def test_release_and_deploy_jobs_create_set_commits_finalize_and_deploy_in_order(

@@ -38,16 +38,6 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_for(condition: Callable[[], Any], timeout_s: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"{what}: not within {timeout_s} s")
-
-
 @dataclass
 class Worker:
     """A ``celery -A workers worker`` process (its own session: its children are its process group)."""
@@ -214,11 +204,6 @@ def api(sentry_server: Any) -> Iterator[ServerAPI]:
     )
     yield server
     server.close()
-
-
-def wait_for_event(api: ServerAPI, event_id: str | None, timeout_s: float = 30) -> StoredEvent:
-    assert event_id, "the worker did not send the event"
-    return wait_for(lambda: api.event(event_id), timeout_s, f"event {event_id} stored")
 
 
 def events_of_user(api: ServerAPI, user_id: str) -> list[StoredEvent]:

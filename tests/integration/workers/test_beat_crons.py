@@ -21,7 +21,8 @@ import pytest
 from sentry_sdk.envelope import Envelope
 
 from observability._http import Server, respond
-from tests.integration.workers.conftest import ROOT, Workers, wait_for, worker_env
+from tests.helpers import wait_for
+from tests.integration.workers.conftest import ROOT, Workers, worker_env
 
 SLUG = "probe-every-second"
 

@@ -14,7 +14,8 @@ import observability as obs
 from observability.sentry_api import ServerAPI
 from observability.slo import Outcome
 from observability.slo.store import Store
-from tests.integration.workers.conftest import ENV, Worker, Workers, events_of_user, wait_for, wait_for_event
+from tests.helpers import wait_for, wait_for_event
+from tests.integration.workers.conftest import ENV, Worker, Workers, events_of_user
 from workers import WorkerApp, WorkerSettings, make_app
 
 

@@ -15,7 +15,8 @@ from prometheus_client import CollectorRegistry
 import observability as obs
 from observability.propagation import extract
 from observability.sentry_api import ServerAPI
-from tests.integration.workers.conftest import ENV, Workers, events_of_user, wait_for
+from tests.helpers import wait_for
+from tests.integration.workers.conftest import ENV, Workers, events_of_user
 from workers import WorkerSettings, make_app
 
 

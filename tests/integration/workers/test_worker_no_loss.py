@@ -8,7 +8,8 @@ import signal
 import uuid
 from typing import Any
 
-from tests.integration.workers.conftest import Workers, wait_for
+from tests.helpers import wait_for
+from tests.integration.workers.conftest import Workers
 from workers import WorkerSettings, make_app
 
 

@@ -1,0 +1,31 @@
+"""Waiting helpers the integration tests share: bounded polls, never timed assertions."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from observability.sentry_api import ServerAPI, StoredEvent
+
+
+def wait_for(
+    condition: Callable[[], Any], timeout_s: float = 30, what: str = "the condition", *, poll_s: float = 0.2
+) -> Any:
+    """Poll until ``condition()`` is truthy and return its value; fail naming ``what`` after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            message = f"timed out after {timeout_s:g} s waiting for {what}"
+            raise AssertionError(message)
+        time.sleep(poll_s)
+
+
+def wait_for_event(api: ServerAPI, event_id: str | None, timeout_s: float = 30) -> StoredEvent:
+    """The stored event with the id the SDK returned, once the server has it."""
+    assert event_id, "the SDK did not send the event"
+    stored: StoredEvent = wait_for(lambda: api.event(event_id), timeout_s, f"event {event_id} to be stored")
+    return stored
