@@ -136,9 +136,13 @@ def _rates(variable: str, raw: str) -> dict[str, float]:
     return result
 
 
+def _list(_variable: str, raw: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
 def _names(variable: str, raw: str) -> tuple[str, ...]:
     """``ssn, x-internal-token`` -> ("ssn", "x-internal-token"): key names, each with a letter or digit."""
-    names = tuple(part.strip() for part in raw.split(",") if part.strip())
+    names = _list(variable, raw)
     if not all(re.search(r"[A-Za-z0-9]", name) for name in names):
         raise ConfigError(variable, raw, "comma-separated key names, e.g. ssn,x-internal-token")
     return names
@@ -163,14 +167,10 @@ def _patterns(variable: str, raw: str | Sequence[str]) -> tuple[str, ...]:
 
 def _dotted(variable: str, raw: str) -> tuple[str, ...]:
     """``KeyError, requests.exceptions.Timeout``: exception types by the module that defines them."""
-    names = tuple(part.strip() for part in raw.split(",") if part.strip())
+    names = _list(variable, raw)
     if not all(_DOTTED_RE.match(name) for name in names):
         raise ConfigError(variable, raw, "comma-separated type names, e.g. KeyError,requests.exceptions.Timeout")
     return names
-
-
-def _list(_variable: str, raw: str) -> tuple[str, ...]:
-    return tuple(part.strip() for part in raw.split(",") if part.strip())
 
 
 def _git_sha(cwd: str | None = None) -> str | None:

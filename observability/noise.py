@@ -123,11 +123,11 @@ class NoiseFilter:
                 self._count("health_check")
                 return None
             return event
-        reason = self.reason(event, hint)
+        exc, with_traceback = _exception_of(hint)
+        reason = self._reason(event, exc)
         if reason is not None:
             self._count(reason)
             return None
-        exc, with_traceback = _exception_of(hint)
         if exc is not None:
             # Sent once: a later report of the same object (logged, then captured) is a duplicate.
             if not with_traceback and exc.__traceback__ is not None and "exception" not in event:
@@ -135,12 +135,11 @@ class NoiseFilter:
             _mark_reported(exc)
         return event
 
-    def reason(self, event: Event, hint: Hint) -> str | None:
+    def _reason(self, event: Event, exc: BaseException | None) -> str | None:
         """Why the event is held back, or None to send it."""
         name = event.get("logger")
         if self._loggers and isinstance(name, str) and self.ignored_logger(name):
             return "ignored_logger"
-        exc, _ = _exception_of(hint)
         if exc is None:
             return self._by_event_type(event)
         if _already_reported(exc):

@@ -214,10 +214,6 @@ def _card_shape(groups: list[str], separators: list[str]) -> bool:
     return all(size == 4 for size in sizes[:-1]) and 1 <= sizes[-1] <= 4
 
 
-def _format_time(value: date | time_of_day) -> str:
-    return value.isoformat()
-
-
 class Scrubber:
     """The scrubbing rules, compiled once: sensitive key names and value patterns (built-in and extra)."""
 
@@ -297,7 +293,7 @@ class Scrubber:
         if isinstance(obj, bytes | bytearray | memoryview):
             return self.scrub_text(bytes(obj).decode("utf-8", "replace"))
         if isinstance(obj, date | time_of_day):
-            return _format_time(obj)
+            return obj.isoformat()
         try:
             text = repr(obj)
         except Exception:  # a broken __repr__ must not break the event
