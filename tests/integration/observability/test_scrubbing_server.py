@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry
 
 import observability as obs
 from observability.sentry_api import Issue, ServerAPI, search_query
-from tests.helpers import wait_for_event
+from tests.helpers import wait_for, wait_for_event
 
 
 def planted(name: str) -> str:
@@ -124,12 +124,12 @@ def test_ten_thousand_identical_failures_store_at_most_the_limit(storm_kit: obs.
     assert sent == limit + int(elapsed // window_s), (sent, elapsed)
     assert dropped == 0
 
-    deadline = time.monotonic() + 60
-    issue = storm_issue(api, marker)
-    while time.monotonic() < deadline and (issue is None or issue.count < sent):
-        time.sleep(0.5)
-        issue = storm_issue(api, marker)
-    assert issue is not None, "no event of the storm reached the server"
+    wait_for(
+        lambda: (issue := storm_issue(api, marker)) is not None and issue.count >= sent,
+        60,
+        f"the server to digest the {sent} events sent",
+        poll_s=0.5,
+    )
     time.sleep(2)  # anything more would have been digested by now
     issue = storm_issue(api, marker)
     assert issue is not None
