@@ -177,7 +177,8 @@ def _patterns() -> _Patterns:
             r"%(?:\((?P<name>[^)]*)\))?[#0 +-]*(?P<width>\*|\d+)?(?:\.(?:\*|\d+))?[hlL]?(?P<conv>[diouxXeEfFgGcrsa%])"
         ),
         # A run of at least 13 digits, single spaces or dashes between groups; cards are found inside it.
-        digit_run=re.compile(r"(?<!\d)\d(?:[ -]?\d){12,}"),
+        # ASCII digits only: \d would also take other scripts' digits, which no card number is written in.
+        digit_run=re.compile(r"(?<![0-9])[0-9](?:[ -]?[0-9]){12,}"),
         separator=re.compile(r"[ -]"),
     )
 
