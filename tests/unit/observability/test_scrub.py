@@ -698,3 +698,23 @@ def _key_cases() -> st.SearchStrategy[tuple[str, bool]]:
 def test_generated_key_spellings_are_decided_by_the_word_rule(case: tuple[str, bool]) -> None:
     key, sensitive = case
     assert SCRUBBER.sensitive_key(key) is sensitive
+
+
+# Text made of the pieces the patterns look for, in any order: quotes, escapes, brackets, digits.
+JUNK = st.lists(
+    st.sampled_from(
+        [*"0123456789 -=:'\"\\{}[]()&;,@/?.#_%\n\t\u0661", "password", "pan", "Cookie", "eyJ", "://", "Bearer ",
+         "Basic ", "-----BEGIN PRIVATE KEY-----", "%s", "%(k)s"]
+    ),
+    max_size=60,
+).map("".join)  # fmt: skip
+
+
+@settings(max_examples=1000, **HYPOTHESIS)  # type: ignore[arg-type]
+@given(st.one_of(JUNK, st.text(max_size=80)))
+def test_scrubbing_never_fails_on_any_text(junk: str) -> None:
+    # A failure would drop the event (the scrubber fails closed): no input may cause one.
+    SCRUBBER.scrub_text(junk)
+    frame = {"context_line": junk, "vars": {junk: junk}}
+    exception = {"value": junk, "stacktrace": {"frames": [frame]}}
+    SCRUBBER({"logentry": {"message": junk, "params": [junk]}, "exception": {"values": [exception]}}, {})
