@@ -40,7 +40,7 @@ def test_the_units_trace_and_user_and_a_publish_time_are_added() -> None:
     assert incoming.trace_id == unit.trace_id
     assert incoming.parent_span_id == unit.span_id
     assert incoming.user_id == "42"
-    assert before <= headers[instrumentation.PUBLISHED_AT_HEADER] <= time.time()
+    assert int(before * 1000) <= headers[instrumentation.PUBLISHED_AT_HEADER] <= time.time() * 1000
     assert headers["traceparent"] == f"00-{unit.trace_id}-{unit.span_id}-00"
 
 

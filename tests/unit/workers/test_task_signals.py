@@ -1,6 +1,8 @@
 """What the signal handlers make of a task attempt, run eagerly against an in-memory Sentry transport."""
 
+import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -248,3 +250,25 @@ def test_a_task_over_the_trace_budget_is_not_traced(app: Any, traced: CapturedEv
     assert transaction["transaction"] == "unit.ok"
     (error,) = traced.errors
     assert error["contexts"]["trace"]["trace_id"] != transaction["contexts"]["trace"]["trace_id"]
+
+
+def test_queue_wait_runs_from_publish_and_a_start_before_publish_is_counted_as_skew(
+    app: Any, obskit_events: CapturedEvents
+) -> None:
+    now_ms = int(time.time() * 1000)
+    run(app, "unit.ok", 1, headers={"obskit-published-ms": now_ms - 2000})
+    run(app, "unit.ok", 1, headers={"obskit-published-ms": now_ms + 60_000})
+    labels = {"service": "test", "queue": QUEUE}
+    assert obskit_events.metric("obskit_celery_queue_wait_seconds_count", labels) == 1
+    assert 2.0 <= obskit_events.metric("obskit_celery_queue_wait_seconds_sum", labels) < 60
+    assert obskit_events.metric("obskit_celery_queue_wait_clock_skew_total", labels) == 1
+
+
+def test_queue_wait_of_a_task_with_an_eta_runs_from_the_eta(obskit_events: CapturedEvents) -> None:
+    from workers import instrumentation
+
+    kit = instrumentation._active()
+    assert kit is not None
+    eta = datetime.fromtimestamp(1000.0, tz=UTC).isoformat()
+    assert kit.observe_wait("q", 1003.5, 900_000, eta) == 3.5
+    assert kit.observe_wait("q", 1003.5, 1_002_000, eta) == 1.5
