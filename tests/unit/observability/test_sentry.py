@@ -334,3 +334,32 @@ def test_events_the_apps_own_processor_drops_are_counted_as_held_back() -> None:
     assert [e["message"] for e in sink] == ["kept"]
     labels = {"service": "svc", "reason": "app_processor"}
     assert sink.metric("obskit_sentry_events_held_back_total", labels) == 1
+
+
+def test_an_unreachable_sentry_never_stops_the_work_and_every_drop_is_counted() -> None:
+    import socket
+
+    from prometheus_client import CollectorRegistry
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # nothing listens here once the socket is closed
+    registry = CollectorRegistry()
+    environ = {"SENTRY_DSN": f"http://public@127.0.0.1:{port}/1", "OBSKIT_SENTRY_QUEUE_SIZE": "5"}
+    try:
+        obs.init("down", environ=environ, registry=registry)
+        ids = [obs.capture_message(f"unsent {n}") for n in range(50)]
+        assert all(ids), "capturing must go on while Sentry is down"
+        obs.flush(2.0)
+    finally:
+        obs.shutdown(timeout_s=2.0)
+    dropped = {
+        sample.labels["reason"]: sample.value
+        for metric in registry.collect()
+        if metric.name == "obskit_sentry_events_dropped"
+        for sample in metric.samples
+        if sample.name.endswith("_total")
+    }
+    # Every one of the 50 was lost, and each loss was counted: a full queue or a refused connection.
+    assert sum(dropped.values()) == 50, dropped
+    assert set(dropped) <= {"queue_overflow", "network_error"}
