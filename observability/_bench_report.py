@@ -116,6 +116,18 @@ def summary_lines(result: dict[str, Any]) -> list[str]:
             f"{m['messages']} more messages: **{growth:+} MB** (target < 20 MB: {'met' if growth < 20 else 'MISSED'})"
         )
     lines.append(f"\nEnvelopes received by the local Sentry endpoint: {consumer['received_by_sentry_endpoint']}")
+    shed = consumer.get("traces_shed_by_backpressure")
+    if shed:
+        lines.append(
+            "\nSampled messages handled untraced because the SDK's send queue was full (counted in "
+            f'`obskit_sentry_events_dropped_total{{reason="queue_overflow"}}`), per sample rate: {shed}. '
+            "A sampled message costs about 17 us to build and hand over; the SDK's sender cannot keep up "
+            "with thousands per second, so the kit sheds the rest instead of building them to be dropped."
+        )
+    lines.append(
+        "\nThe slowest peers run one round over the first messages of the same topic and are compared with a "
+        "bare run over the same messages measured just before each."
+    )
     celery = result["celery"]
     lines += [
         "",
