@@ -453,20 +453,7 @@ class SentryAPI(ServerAPI):
     def issues(self, query: str = "", *, limit: int = 100) -> list[Issue]:
         params = {"query": query, "limit": min(limit, 100), "sort": "date", "statsPeriod": "14d"}
         rows = self._get(f"/api/0/projects/{self.org}/{self.project}/issues/", params)
-        return [
-            Issue(
-                id=str(row["id"]),
-                title=str(row.get("title", "")),
-                count=int(row.get("count") or 0),
-                first_seen=_time(row.get("firstSeen")),
-                last_seen=_time(row.get("lastSeen")),
-                url=str(row.get("permalink") or f"{self.url}/organizations/{self.org}/issues/{row['id']}/"),
-                resolved=row.get("status") == "resolved",
-                level=row.get("level"),
-                short_id=row.get("shortId"),
-            )
-            for row in rows[:limit]
-        ]
+        return [self._issue(row) for row in rows[:limit]]
 
     def events(self, issue_id: str, query: str = "", *, limit: int = 100) -> list[StoredEvent]:
         params = {"query": query, "full": "true"}
