@@ -10,7 +10,7 @@ import logging
 import os
 import shlex
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -75,6 +75,24 @@ def main(verbose: bool) -> None:
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
+
+
+def _serve_until_stopped(start: Callable[[], Any], where: str, banner: Callable[[Any], str]) -> None:
+    """Start a server, say where it listens, serve until SIGTERM or SIGINT, then stop it."""
+    import signal
+    import threading
+
+    try:
+        server = start()
+    except OSError as exc:
+        message = f"cannot listen on {where}: {exc.strerror}"
+        raise ObskitError(message) from None
+    click.echo(banner(server))
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+    server.stop()
 
 
 # -- devstack ------------------------------------------------------------------------------------
@@ -404,24 +422,16 @@ _slo_file_option = click.option(
 @click.option("--port", type=int, default=9464, show_default=True, envvar="OBSKIT_EXPORTER_PORT")
 def exporter(redis_url: str | None, slo_file: Path | None, host: str, port: int) -> None:
     """Serve the error-rate SLO: /metrics for Prometheus, / for people, /healthz."""
-    import signal
-    import threading
 
     from observability.exporter import serve
 
     with _one_line_errors():
         source = _slo_source(redis_url, slo_file)
-        try:
-            server = serve(source, host=host, port=port)
-        except OSError as exc:
-            message = f"cannot listen on {host}:{port}: {exc.strerror}"
-            raise ObskitError(message) from None
-    click.echo(f"obskit exporter on http://{host}:{port}/ (metrics at /metrics)")
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    stop.wait()
-    server.stop()
+        _serve_until_stopped(
+            lambda: serve(source, host=host, port=port),
+            f"{host}:{port}",
+            lambda server: f"obskit exporter on http://{host}:{server.port}/ (metrics at /metrics)",
+        )
 
 
 @main.group()
@@ -624,8 +634,6 @@ def sentry_bridge(
     Point a Sentry internal integration's webhook (alert rule action) at http://HOST:PORT/. With
     OBSKIT_SENTRY_BRIDGE_SECRET (or _FILE) set to its client secret, unsigned requests are refused.
     """
-    import signal
-    import threading
 
     from observability.alerts._env import Env
     from observability.alerts.bridge import Bridge, serve
@@ -639,17 +647,11 @@ def sentry_bridge(
             secret=Env(os.environ).secret("OBSKIT_SENTRY_BRIDGE_SECRET", "the integration's client secret"),
             resolve_after_s=_duration_s("--resolve-after", resolve_after),
         )
-        try:
-            server = serve(bridge, host=host, port=port)
-        except OSError as exc:
-            message = f"cannot listen on {host}:{port}: {exc.strerror}"
-            raise ObskitError(message) from None
-    click.echo(f"obskit sentry-bridge on http://{host}:{server.port}/ -> {bridge.alertmanager_url}")
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    stop.wait()
-    server.stop()
+        _serve_until_stopped(
+            lambda: serve(bridge, host=host, port=port),
+            f"{host}:{port}",
+            lambda server: f"obskit sentry-bridge on http://{host}:{server.port}/ -> {bridge.alertmanager_url}",
+        )
 
 
 @main.command("test-alert")

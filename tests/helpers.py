@@ -6,7 +6,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import httpx
+
 from observability.sentry_api import ServerAPI, StoredEvent
+
+Handler = Callable[[httpx.Request], httpx.Response]
 
 
 def wait_for(
@@ -29,3 +33,15 @@ def wait_for_event(api: ServerAPI, event_id: str | None, timeout_s: float = 30) 
     assert event_id, "the SDK did not send the event"
     stored: StoredEvent = wait_for(lambda: api.event(event_id), timeout_s, f"event {event_id} to be stored")
     return stored
+
+
+def wire(api: ServerAPI, handler: Handler) -> list[httpx.Request]:
+    """Answer the client's requests with ``handler`` instead of a server; returns the requests seen."""
+    seen: list[httpx.Request] = []
+
+    def record(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return handler(request)
+
+    api._http = httpx.Client(base_url=api.url, headers=api._http.headers, transport=httpx.MockTransport(record))
+    return seen

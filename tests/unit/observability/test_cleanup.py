@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -14,6 +13,7 @@ from observability import cleanup
 from observability.cli import main
 from observability.errors import ServerAPIError
 from observability.sentry_api import BugsinkAPI, Issue, SentryAPI, ServerAPI
+from tests.helpers import wire as _wired
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -189,19 +189,6 @@ def test_cleanup_without_any_filter_is_a_usage_error() -> None:
 
 
 # -- the clients' calls ----------------------------------------------------------------------------
-
-Handler = Callable[[httpx.Request], httpx.Response]
-
-
-def _wired(api: ServerAPI, handler: Handler) -> list[httpx.Request]:
-    seen: list[httpx.Request] = []
-
-    def record(request: httpx.Request) -> httpx.Response:
-        seen.append(request)
-        return handler(request)
-
-    api._http = httpx.Client(base_url=api.url, headers=api._http.headers, transport=httpx.MockTransport(record))
-    return seen
 
 
 def test_sentry_client_resolves_deletes_and_reads_comments_and_environments() -> None:

@@ -33,20 +33,7 @@ from observability.slo.report import build_reports
 from observability.slo.store import Reading
 from observability.slo.windows import WINDOWS
 from observability.testing import CapturedEvents, capture_transport
-
-Handler = Callable[[httpx.Request], httpx.Response]
-
-
-def _wired(api: ServerAPI, handler: Handler) -> list[httpx.Request]:
-    seen: list[httpx.Request] = []
-
-    def record(request: httpx.Request) -> httpx.Response:
-        seen.append(request)
-        return handler(request)
-
-    api._http = httpx.Client(base_url=api.url, headers=api._http.headers, transport=httpx.MockTransport(record))
-    return seen
-
+from tests.helpers import wire as _wired
 
 # -- query building ------------------------------------------------------------------------------
 
