@@ -35,6 +35,14 @@ class BusinessRuleError(ObskitError):
         self.level: Level = level
         self.context = context
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Keyword-only arguments: rebuild through a helper so Celery can pickle the exception.
+        return (_rebuild, (self.rule, self.message, self.level, self.context))
+
+
+def _rebuild(rule: str, message: str, level: Level, context: dict[str, Any]) -> BusinessRuleError:
+    return BusinessRuleError(rule, message, level=level, **context)
+
 
 class _RuleLimiter:
     """At most ``limit`` messages per rule per minute (a fixed window per rule)."""

@@ -87,6 +87,8 @@ def set_user(user_id: object, email: str | None = None, username: str | None = N
     if unit is None:
         sentry_sdk.set_user({"id": str(user_id), **fields})
         return
+    # Read first: a LazyUnit that has not yet resolved its source would otherwise overwrite this later.
+    _ = unit.user_id
     unit.user_id = str(user_id)
     unit.user_fields = fields or None
 

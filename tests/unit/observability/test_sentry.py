@@ -363,3 +363,35 @@ def test_an_unreachable_sentry_never_stops_the_work_and_every_drop_is_counted() 
     # Every one of the 50 was lost, and each loss was counted: a full queue or a refused connection.
     assert sum(dropped.values()) == 50, dropped
     assert set(dropped) <= {"queue_overflow", "network_error"}
+
+
+def test_set_user_on_an_unresolved_lazy_unit_is_not_overwritten_by_its_source(obskit_events: CapturedEvents) -> None:
+    from observability.context import LazyUnit, activate, deactivate
+
+    def resolve(unit: LazyUnit, source: str, extra: object) -> None:
+        unit.user_id = source  # what the message's headers say
+
+    unit = LazyUnit(resolve)
+    token = activate(unit)
+    try:
+        unit.rebind("from-headers")
+        obs.set_user("set-by-handler")
+        obs.capture_message("who")
+    finally:
+        deactivate(token)
+    (event,) = obskit_events
+    assert event["tags"]["user_id"] == "set-by-handler"
+
+
+def test_business_rule_error_survives_pickling() -> None:
+    import pickle
+
+    error = obs.BusinessRuleError("daily_limit", "over the limit", level="error", amount=5)
+    copy = pickle.loads(pickle.dumps(error))
+    assert (copy.rule, copy.message, copy.level, copy.context) == (
+        "daily_limit",
+        "over the limit",
+        "error",
+        {"amount": 5},
+    )
+    assert str(copy) == "over the limit"
