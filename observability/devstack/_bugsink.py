@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import secrets
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -173,16 +174,21 @@ def _named(client: httpx.Client, path: str, name: str, **params: str) -> dict[st
     return next((item for item in results if item.get("name") == name), None)
 
 
-def provision(ctx: ServiceContext) -> dict[str, str]:
-    """Create (or find again) the superuser, an API token, the team and the "obskit" project; return them."""
+def provision(ctx: ServiceContext, *, manage: Callable[..., str] | None = None) -> dict[str, str]:
+    """Create (or find again) the superuser, an API token, the team and the "obskit" project; return them.
+
+    ``manage(*args, **env)`` runs a ``bugsink-manage`` command; by default the devstack's (the test
+    containers pass one that runs it inside Bugsink's container).
+    """
     import httpx
 
+    run = manage or functools.partial(_manage, ctx)
     api_url = f"http://{ctx.address}"
-    _manage(ctx, "prestart", CREATE_SUPERUSER=f"{ADMIN_USER}:{ADMIN_PASSWORD}")  # creates the user only if none exist
+    run("prestart", CREATE_SUPERUSER=f"{ADMIN_USER}:{ADMIN_PASSWORD}")  # creates the user only if none exist
     token = ctx.state.get("api_token", "")
     with httpx.Client(base_url=f"{api_url}/api/canonical/0/", timeout=30.0) as client:
         if not token or client.get("teams/", headers={"Authorization": f"Bearer {token}"}).status_code in (401, 403):
-            token = _manage(ctx, "create_auth_token").strip().splitlines()[-1]
+            token = run("create_auth_token").strip().splitlines()[-1]
         client.headers["Authorization"] = f"Bearer {token}"
         team = _named(client, "teams/", PROJECT_NAME) or _api_call(
             client, "POST", "teams/", json={"name": PROJECT_NAME}
