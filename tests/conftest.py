@@ -17,23 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from observability.devstack import Devstack
-from observability.errors import DevstackError
-
-# The variables that point the suite at a user's own service, per devstack service.
-TEST_VARIABLES = {
-    "redis": ("OBSKIT_TEST_REDIS_URL",),
-    "kafka": ("OBSKIT_TEST_KAFKA_BOOTSTRAP_SERVERS",),
-    "bugsink": (
-        "OBSKIT_TEST_SENTRY_DSN",
-        "OBSKIT_TEST_SENTRY_URL",
-        "OBSKIT_TEST_SENTRY_AUTH_TOKEN",
-        "OBSKIT_TEST_SENTRY_PROJECT",
-        "OBSKIT_TEST_OBSKIT_SENTRY_API",
-    ),
-    "prometheus": ("OBSKIT_TEST_PROMETHEUS_URL",),
-    "alertmanager": ("OBSKIT_TEST_ALERTMANAGER_URL",),
-}
+from tests._services import Services
 
 
 @dataclass(frozen=True)
@@ -58,46 +42,25 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.integration)
 
 
-class _Services:
-    """Starts each devstack service the first time a test asks for it."""
-
-    def __init__(self, tmp: Path) -> None:
-        self.stack = Devstack(tmp / "devstack")
-
-    def get(self, name: str) -> dict[str, str]:
-        variables = TEST_VARIABLES[name]
-        given = {v.removeprefix("OBSKIT_TEST_"): os.environ[v] for v in variables if os.environ.get(v)}
-        if len(given) == len(variables):
-            return given
-        try:
-            self.stack.up([name])
-        except DevstackError as exc:
-            message = f"{name} unavailable: {exc}"
-            if os.environ.get("OBSKIT_REQUIRE_SERVICES") == "1":
-                pytest.fail(message, pytrace=False)
-            pytest.skip(message)
-        return self.stack.env([name])
-
-
 @pytest.fixture(scope="session")
-def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[_Services]:
-    svc = _Services(tmp_path_factory.mktemp("obskit"))
+def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
+    svc = Services(tmp_path_factory.mktemp("obskit"))
     yield svc
-    svc.stack.down()
+    svc.close()
 
 
 @pytest.fixture(scope="session")
-def redis_url(services: _Services) -> str:
+def redis_url(services: Services) -> str:
     return services.get("redis")["REDIS_URL"]
 
 
 @pytest.fixture(scope="session")
-def kafka_bootstrap(services: _Services) -> str:
+def kafka_bootstrap(services: Services) -> str:
     return services.get("kafka")["KAFKA_BOOTSTRAP_SERVERS"]
 
 
 @pytest.fixture(scope="session")
-def sentry_server(services: _Services) -> SentryServer:
+def sentry_server(services: Services) -> SentryServer:
     env = services.get("bugsink")
     return SentryServer(
         dsn=env["SENTRY_DSN"],
@@ -109,13 +72,13 @@ def sentry_server(services: _Services) -> SentryServer:
 
 
 @pytest.fixture(scope="session")
-def prometheus(services: _Services, alertmanager_url: str) -> PrometheusServer:
+def prometheus(services: Services, alertmanager_url: str) -> PrometheusServer:
     # Asking for Alertmanager first means the devstack's Prometheus starts wired to it.
     env = services.get("prometheus")
-    own_dir = None if os.environ.get("OBSKIT_TEST_PROMETHEUS_URL") else services.stack.context("prometheus").dir
+    own_dir = None if os.environ.get("OBSKIT_TEST_PROMETHEUS_URL") else services.context("prometheus").dir
     return PrometheusServer(url=env["PROMETHEUS_URL"], dir=own_dir)
 
 
 @pytest.fixture(scope="session")
-def alertmanager_url(services: _Services) -> str:
+def alertmanager_url(services: Services) -> str:
     return services.get("alertmanager")["ALERTMANAGER_URL"]

@@ -78,7 +78,7 @@ def webhook() -> Iterator[Webhook]:
 def _alertmanager_config_path(services: Any) -> Path:
     if os.environ.get("OBSKIT_TEST_ALERTMANAGER_URL"):
         pytest.skip("a user-provided Alertmanager cannot be given a config by the test")
-    return Path(services.stack.context("alertmanager").dir) / "alertmanager.yml"
+    return Path(services.context("alertmanager").dir) / "alertmanager.yml"
 
 
 def reload_alertmanager(url: str) -> None:

@@ -116,7 +116,7 @@ def bugsink_login(services: Any, sentry_server: Any) -> tuple[str, str]:
     if given:
         user, _, password = given.partition(":")
         return user, password
-    state = services.stack.context("bugsink").state
+    state = services.context("bugsink").state
     if state.get("admin_user"):
         return str(state["admin_user"]), str(state["admin_password"])
     message = "no Bugsink login: set OBSKIT_TEST_BUGSINK_LOGIN=user:password for your own server"
