@@ -2,10 +2,12 @@
 
 For each service, in order: test-only variables (``OBSKIT_TEST_REDIS_URL`` and the like, printed by
 ``obskit devstack env --prefix OBSKIT_TEST_``) when a user points the suite at services of their own;
-else the devstack, started for the session in a temporary directory and stopped at its end. The app's
-own variables (``REDIS_URL``, ``SENTRY_DSN``) are never read here, so a test cannot reach a user's real
-services by accident. With ``OBSKIT_REQUIRE_SERVICES=1`` (set by ``.ci/run``) a missing service fails
-the test instead of skipping it.
+else a container (testcontainers, on the host's network: ``tests/_containers.py``) when a Docker engine
+answers; else the devstack, started for the session in a temporary directory. What the session started
+it stops at its end. ``OBSKIT_TEST_CONTAINERS=0`` or ``1`` forces the devstack or the containers; 1 with
+no engine answering fails. The app's own variables (``REDIS_URL``, ``SENTRY_DSN``) are never read here,
+so a test cannot reach a user's real services by accident. With ``OBSKIT_REQUIRE_SERVICES=1`` (set by
+``.ci/run``) a missing service fails the test instead of skipping it.
 """
 
 from __future__ import annotations
@@ -73,7 +75,7 @@ def sentry_server(services: Services) -> SentryServer:
 
 @pytest.fixture(scope="session")
 def prometheus(services: Services, alertmanager_url: str) -> PrometheusServer:
-    # Asking for Alertmanager first means the devstack's Prometheus starts wired to it.
+    # Asking for Alertmanager first means the devstack's (or the containers') Prometheus starts wired to it.
     env = services.get("prometheus")
     own_dir = None if os.environ.get("OBSKIT_TEST_PROMETHEUS_URL") else services.context("prometheus").dir
     return PrometheusServer(url=env["PROMETHEUS_URL"], dir=own_dir)
