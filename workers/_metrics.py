@@ -4,6 +4,12 @@ Under the prefork pool each child writes its metrics to files in ``PROMETHEUS_MU
 (prometheus_client's multiprocess mode) and the main process serves their sum. A child that exits
 keeps its counters in the sum, so Prometheus never reads a reset; only its *live* gauges are removed
 (``mark_process_dead``), at its shutdown or, for a child that was killed, at the next scrape.
+
+A child's counter and histogram files would outlive it: with ``max_tasks_per_child`` a busy worker
+leaves thousands a day, and every scrape reads them all. At each scrape the main process folds the
+files of children that are gone into one archive file per type (``counter_archive.db``: values added
+key by key, as the collector would add them) and deletes them, so the directory holds the live
+children's files and the archive, and the sum served is the same before and after.
 """
 
 from __future__ import annotations
@@ -12,20 +18,30 @@ import glob
 import logging
 import os
 import re
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from observability.errors import ConfigError
 
-__all__ = ["BacklogSampler", "MetricsServer", "mark_dead", "prepare_multiprocess_dir", "prune_dead_processes"]
+__all__ = [
+    "BacklogSampler",
+    "MetricsServer",
+    "compact_dead_processes",
+    "mark_dead",
+    "prepare_multiprocess_dir",
+    "prune_dead_processes",
+]
 
 logger = logging.getLogger(__name__)
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 # prometheus_client's file names: <type>[_<mode>]_<pid>.db
-_DB_FILE = re.compile(r"^(counter|gauge|histogram|summary)(_[a-z]+)?_(\d+)\.db$")
+_DB_FILE = re.compile(r"^(counter|gauge|histogram|summary)(_[a-z]+)?_(\d+|archive)\.db(\.folding)?$")
 _LIVE_GAUGE = re.compile(r"^gauge_live[a-z]+_(\d+)\.db$")
+# The files whose values add up across processes (the collector sums them per key).
+_ADDITIVE = re.compile(r"^(counter|histogram|summary)_(\d+)\.db$")
 
 # kombu's Redis transport keeps priorities 3, 6 and 9 in lists of their own next to the queue's.
 _PRIORITY_SEP = "\x06\x16"
@@ -86,18 +102,60 @@ def prune_dead_processes(path: str, alive: Callable[[int], bool] = _alive) -> li
     return sorted(dead)
 
 
+def compact_dead_processes(path: str, alive: Callable[[int], bool] = _alive) -> list[int]:
+    """Fold the counter, histogram and summary files of processes that are gone into one archive file
+    per type and delete them; returns the pids folded. Only the main process calls this, one call at a
+    time: a dead process writes nothing, and no one else writes the archive."""
+    from prometheus_client.mmap_dict import MmapedDict
+
+    files: dict[str, list[str]] = {}
+    pids = set()
+    for name in os.listdir(path):
+        match = _ADDITIVE.match(name)
+        if match and not alive(int(match.group(2))):
+            files.setdefault(match.group(1), []).append(os.path.join(path, name))
+            pids.add(int(match.group(2)))
+    for kind, dead in files.items():
+        archive = MmapedDict(os.path.join(path, f"{kind}_archive.db"))
+        try:
+            for file in dead:
+                # Out of the collector's sight first (it reads *.db), so a file is never counted twice;
+                # read whole before the first write, so one that cannot be read goes back as it was.
+                folding = file + ".folding"
+                os.rename(file, folding)
+                try:
+                    values = list(MmapedDict.read_all_values_from_file(folding))
+                except Exception:
+                    os.rename(folding, file)
+                    raise
+                for key, value, timestamp, _ in values:
+                    archive.write_value(key, archive.read_value(key)[0] + value, timestamp)
+                os.remove(folding)
+        finally:
+            archive.close()
+    return sorted(pids)
+
+
 class _MultiProcessCollector:
-    """prometheus_client's multiprocess collector, pruning dead processes' live gauges first."""
+    """prometheus_client's multiprocess collector; dead processes' live gauges dropped and their other
+    files folded into the archive first."""
 
     def __init__(self, path: str) -> None:
         from prometheus_client.multiprocess import MultiProcessCollector
 
         self._path = path
         self._inner = MultiProcessCollector(None, path)
+        self._lock = threading.Lock()  # scrapes run on threads of their own; folding is one at a time
 
     def collect(self) -> Iterable[Any]:
-        prune_dead_processes(self._path)
-        return self._inner.collect()
+        with self._lock:
+            prune_dead_processes(self._path)
+            try:
+                compact_dead_processes(self._path)
+            except Exception:
+                # The scrape goes on over the files as they are; folding is tried again at the next one.
+                logger.exception("obskit: cannot fold exited children's metric files in %s", self._path)
+            return list(self._inner.collect())
 
 
 class MetricsServer:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import uuid
+from pathlib import Path
 from typing import Any
 
 from tests.helpers import wait_for
@@ -83,3 +84,15 @@ def test_with_one_task_per_child_metrics_count_exactly_the_tasks_that_ran(worker
     assert worker.sample("obskit_celery_task_runtime_seconds_count", task="probe.noop") == n
     assert worker.sample("obskit_celery_queue_wait_seconds_count", queue=worker.queue) == n
     assert worker.sample("obskit_celery_worker_up") == 1
+    # The exited children's files were folded into the archive at the scrapes: what remains is the
+    # archive and the files of processes still running (the main process and its two children).
+    directory = Path(worker.env["PROMETHEUS_MULTIPROC_DIR"])
+
+    def files_of_exited_processes() -> list[str]:
+        worker.metrics()  # a scrape folds what exited before it
+        running = {str(worker.proc.pid), *map(str, worker.children())}
+        return [f.name for f in directory.glob("*_[0-9]*.db") if f.stem.rsplit("_", 1)[1] not in running]
+
+    wait_for(lambda: not files_of_exited_processes(), 15, "the exited children's files folded")
+    assert (directory / "counter_archive.db").exists()
+    assert counted() == n
