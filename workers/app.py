@@ -69,6 +69,8 @@ class WorkerApp(Celery):  # type: ignore[misc]  # celery ships no type hints
     """A Celery app that knows the kit's worker settings (metrics port, backlog interval, crons)."""
 
     def __init__(self, main: str, *, settings: WorkerSettings | None = None, **kwargs: Any) -> None:
+        # Tasks whose request binds the task's unit where the main process handles a lost child.
+        kwargs.setdefault("task_cls", "workers.instrumentation:Task")
         super().__init__(main, **kwargs)
         self._obskit_config = _LazyConfig(settings)
         self.config_from_object(self._obskit_config)

@@ -30,8 +30,10 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
+from celery import Task as _CeleryTask
 from celery import signals, states
 from celery.exceptions import Ignore, Reject, Retry
+from celery.worker.request import Request as _CeleryRequest
 
 import observability
 from observability import slo
@@ -53,6 +55,8 @@ __all__ = [
     "DEFAULT_TRACES_MAX_PER_S",
     "PUBLISHED_AT_HEADER",
     "RETRY_HISTORY_HEADER",
+    "Request",
+    "Task",
     "configure",
     "setup",
 ]
@@ -69,8 +73,10 @@ _CONTROL_FLOW = (Retry, Ignore, Reject)
 _RUN = "_obskit_run"
 
 # Celery loggers whose records the kit replaces with its own events and breadcrumbs: the per-task
-# "received" / "succeeded" / "raised unexpected" lines (the last would be a second event per failure).
-_NOISY_LOGGERS = ("celery.app.trace", "celery.worker.strategy", "celery.redirected")
+# "received" / "succeeded" / "raised unexpected" lines (the last would be a second event per failure),
+# and the main process's lines about a task it failed or requeued (a hard time limit, a lost child),
+# which the kit reports itself, once, with the task's tags.
+_NOISY_LOGGERS = ("celery.app.trace", "celery.worker.strategy", "celery.redirected", "celery.worker.request")
 
 _STATE_OUTCOME = {
     states.SUCCESS: "ok",
@@ -87,6 +93,7 @@ _TRANSACTION_STATUS = {
     "retried": "aborted",
     "rejected": "aborted",
     "ignored": "cancelled",
+    "interrupted": "aborted",
 }
 _FILTERED = "[Filtered]"
 DEFAULT_TRACES_MAX_PER_S = 10.0
@@ -231,15 +238,20 @@ class _Kit:
     def finish(self, task: Any, run: _Run, state: str | None, retval: Any) -> None:
         elapsed = time.perf_counter() - run.started
         name = task.name
-        outcome = _STATE_OUTCOME.get(state or "", "error")
-        if outcome == "error" and isinstance(retval, BusinessRuleError):
-            outcome = "business_failure"
-        self.count(name, outcome)
         self.observe_runtime(name, elapsed)
-        slo_outcome = _SLO_OUTCOMES.get(outcome)
-        if slo_outcome is not None:
-            slo.record(slo_outcome)
-        if run.monitor is not None and outcome != "retried":
+        if state is None:
+            # Interrupted (SystemExit: a child terminated at its hard time limit, a cold shutdown): the
+            # main process decides what becomes of the task (a failure, or a redelivery) and counts it.
+            outcome = "interrupted"
+        else:
+            outcome = _STATE_OUTCOME.get(state, "error")
+            if outcome == "error" and isinstance(retval, BusinessRuleError):
+                outcome = "business_failure"
+            self.count(name, outcome)
+            slo_outcome = _SLO_OUTCOMES.get(outcome)
+            if slo_outcome is not None:
+                slo.record(slo_outcome)
+        if run.monitor is not None and outcome not in ("retried", "interrupted"):
             status = "error" if outcome in ("error", "rejected") else "ok"
             _check_in(run.monitor, status, duration=time.time() - float(run.monitor.get("started") or time.time()))
         if run.traced_since is not None:
@@ -458,9 +470,14 @@ def _task_failure(
             kit.report_failure(sender, _original(exception), args, kwargs)
             return
         # No attempt ran here: the main process failing a task whose child was lost or hit the hard
-        # time limit. Celery puts the request on the task's stack for this signal.
+        # time limit. Celery puts the request on the task's stack for this signal, and sends it twice
+        # for a hard time limit (from the pool's error callback and from its timeout handler): once here.
+        if not _failed_in_main.add(task_id or ""):
+            return
         name = getattr(sender, "name", None) or "unknown"
-        with _bind_request(request, name, task_id):
+        unit = current()
+        bound = unit is not None and unit.tags.get("task_id") == task_id  # by Request, from the message
+        with contextlib.nullcontext() if bound else _bind_request(request, name, task_id):
             kit.report_failure(sender, exception, args, kwargs)
         kit.count(name, "error")
         slo.record(Outcome.ERROR)
@@ -489,6 +506,92 @@ def _bind_request(request: Any, name: str, task_id: str | None) -> bind:
     queue = (getattr(request, "delivery_info", None) or _EMPTY).get("routing_key") or "unknown"
     retries = getattr(request, "retries", 0)
     return bind_incoming(incoming, task=name, task_id=task_id or "", queue=queue, retries=retries)
+
+
+class Request(_CeleryRequest):  # type: ignore[misc]  # celery ships no type hints
+    """Celery's worker-side request, with the task's unit bound while the main process handles what
+    happened to it outside a child: a child that died under the task (``WorkerLostError``: the task is
+    requeued, no ``task_failure`` fires, and Celery's error log would be an event without the task's
+    tags), a hard time limit. Used by :class:`Task`, the base of the kit app's tasks."""
+
+    def on_failure(self, exc_info: Any, send_failed_event: bool = True, return_ok: bool = False) -> Any:
+        if return_ok:  # the child ran the task and reported it: nothing here is logged or captured
+            return super().on_failure(exc_info, send_failed_event=send_failed_event, return_ok=return_ok)
+        with _bind_message(self):
+            result = super().on_failure(exc_info, send_failed_event=send_failed_event, return_ok=return_ok)
+            _report_lost_child(self, exc_info)
+            return result
+
+    def on_timeout(self, soft: bool, timeout: float) -> Any:
+        with _bind_message(self):
+            return super().on_timeout(soft, timeout)
+
+
+class Task(_CeleryTask):  # type: ignore[misc]  # celery ships no type hints
+    """The base of the kit app's tasks (``task_cls``); for an app of your own: ``Celery(...,
+    task_cls="workers.instrumentation:Task")`` or ``Request = "workers.instrumentation:Request"``."""
+
+    Request = "workers.instrumentation:Request"
+
+
+class _TaskIds:
+    """The last task ids seen (bounded): what the main process has already failed."""
+
+    def __init__(self, size: int = 1024) -> None:
+        self._ids: dict[str, None] = {}
+        self._size = size
+        self._lock = threading.Lock()
+
+    def add(self, task_id: str) -> bool:
+        """False when the id is already there."""
+        with self._lock:
+            if task_id in self._ids:
+                return False
+            self._ids[task_id] = None
+            if len(self._ids) > self._size:
+                del self._ids[next(iter(self._ids))]
+            return True
+
+    def __contains__(self, task_id: object) -> bool:
+        return task_id in self._ids
+
+
+_failed_in_main = _TaskIds()
+
+
+def _report_lost_child(request: Any, exc_info: Any) -> None:
+    """A child died under the task and Celery requeued it (no ``task_failure``): one event, in the
+    task's unit, and the attempt counted as retried. A lost child the task failed on was reported by
+    ``task_failure`` already."""
+    from billiard.exceptions import WorkerLostError
+
+    exception = getattr(exc_info, "exception", None)
+    exception = getattr(exception, "exc", exception)  # billiard's ExceptionWithTraceback wrapper
+    if not isinstance(exception, WorkerLostError) or request.id in _failed_in_main:
+        return
+    kit = _active()
+    if kit is None:
+        return
+    try:
+        observability.capture_exception(exception, context={"celery_task": {"task": request.task_name}})
+        kit.count(request.task_name, "retried")
+        slo.record(Outcome.RETRIED)
+    except Exception:
+        kit.internal_error("celery_lost_child")
+
+
+def _bind_message(request: Any) -> contextlib.AbstractContextManager[Any]:
+    """The task's unit from its message (the main process has no unit of its own for it)."""
+    try:
+        headers = request.request_dict
+        incoming = extract({key: value for key in _TRACE_HEADERS if (value := headers.get(key)) is not None})
+        queue = (request.delivery_info or _EMPTY).get("routing_key") or "unknown"
+        return bind_incoming(
+            incoming, task=request.task_name, task_id=request.id, queue=queue, retries=headers.get("retries") or 0
+        )
+    except Exception:
+        _count_internal("celery_request")
+        return contextlib.nullcontext()
 
 
 def _task_retry(sender: Any = None, request: Any = None, **_: Any) -> None:

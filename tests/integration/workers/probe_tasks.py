@@ -37,3 +37,9 @@ def block(key: str) -> int:
         time.sleep(0.05)
     client.rpush(f"{key}:done", attempt)
     return attempt
+
+
+@app.task(name="probe.hang", time_limit=1)
+def hang() -> None:
+    """Outlive the hard time limit: the main process kills the child and fails the task."""
+    time.sleep(30)

@@ -152,3 +152,45 @@ def test_the_main_process_serves_queue_wait_backlog_and_up(app: WorkerApp, worke
     assert worker.sample("obskit_celery_worker_up") == 1
     key = ("obskit_celery_queue_backlog_messages", (("queue", worker.queue), ("service", worker.service)))
     assert key in worker.metrics()
+
+
+def test_a_task_over_its_hard_time_limit_is_one_tagged_event_and_one_error(
+    app: WorkerApp, worker: Worker, api: ServerAPI, slo_store: Store
+) -> None:
+    # The main process fails the task and terminates its child: Celery logs it there, sends
+    # task_failure twice there (from the pool's error callback and from its timeout handler), and the
+    # terminated child runs the task's postrun. One event with the task's tags, one error counted.
+    user = new_user()
+    before = slo_counts(slo_store, worker)
+    with obs.bind(user_id=user) as unit:
+        result = app.send_task("probe.hang")
+    failure = result.get(timeout=60, propagate=False)
+    assert type(failure).__name__ == "TimeLimitExceeded"
+    wait_for(
+        lambda: worker.sample("obskit_celery_tasks_total", task="probe.hang", outcome="error") >= 1,
+        30,
+        "the failure counted",
+    )
+    (event,) = wait_for(lambda: events_of_user(api, user), 30, "the failure's event")
+    time.sleep(2)  # whatever else was sent about this task went in the same breath: it is stored by now
+    assert len(events_of_user(api, user)) == 1
+    assert event.data["exception"]["values"][-1]["type"] == "TimeLimitExceeded"
+    tags = event.tags
+    assert (tags["task"], tags["task_id"], tags["queue"], tags["trace_id"]) == (
+        "probe.hang",
+        result.id,
+        worker.queue,
+        unit.trace_id,
+    )
+    outcomes = {
+        dict(labels)["outcome"]: value
+        for (name, labels), value in worker.metrics().items()
+        if name == "obskit_celery_tasks_total" and dict(labels).get("task") == "probe.hang"
+    }
+    assert outcomes == {"error": 1.0}
+
+    def errors_since() -> int:
+        return slo_counts(slo_store, worker).get(Outcome.ERROR, 0) - before.get(Outcome.ERROR, 0)
+
+    wait_for(lambda: errors_since() >= 1, 10, "the failure in the SLO")
+    assert errors_since() == 1

@@ -9,8 +9,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import observability as obs
+from observability.sentry_api import ServerAPI
 from tests.helpers import wait_for
-from tests.integration.workers.conftest import Workers
+from tests.integration.workers.conftest import Workers, events_of_user
 from workers import WorkerSettings, make_app
 
 
@@ -18,14 +20,16 @@ def attempts(redis_client: Any, key: str) -> int:
     return int(redis_client.get(f"{key}:attempts") or 0)
 
 
-def test_a_task_whose_child_is_killed_runs_again_at_once_and_completes(
-    workers: Workers, redis_client: Any, redis_url: str
+def test_a_task_whose_child_is_killed_runs_again_at_once_completes_and_the_loss_is_one_tagged_event(
+    workers: Workers, redis_client: Any, redis_url: str, sentry_server: Any, api: ServerAPI
 ) -> None:
     # The visibility timeout is an hour: only an immediate requeue can finish the task within the wait.
-    worker = workers.start()
+    worker = workers.start(SENTRY_DSN=sentry_server.dsn)
     app = make_app(WorkerSettings(redis_url=redis_url, queue=worker.queue), set_as_current=False)
     key = f"block-{uuid.uuid4().hex[:8]}"
-    result = app.send_task("probe.block", args=[key])
+    user = f"u-{uuid.uuid4().hex[:10]}"
+    with obs.bind(user_id=user) as unit:
+        result = app.send_task("probe.block", args=[key])
     wait_for(lambda: attempts(redis_client, key) == 1, 30, "the first attempt started")
     child = int(redis_client.lindex(f"{key}:pids", 0))
     assert child in worker.children()
@@ -40,6 +44,19 @@ def test_a_task_whose_child_is_killed_runs_again_at_once_and_completes(
         30,
         "the completed attempt counted",
     )
+    # Celery logs the lost child in the main process (no task_failure: the task was requeued); the
+    # event carries the task's tags, user and trace like the task's own would.
+    (lost,) = wait_for(lambda: events_of_user(api, user), 30, "the lost child's event")
+    assert lost.data["exception"]["values"][-1]["type"] == "WorkerLostError"
+    tags = lost.tags
+    assert (tags["task"], tags["task_id"], tags["queue"], tags["user_id"]) == (
+        "probe.block",
+        result.id,
+        worker.queue,
+        user,
+    )
+    assert tags["trace_id"] == unit.trace_id
+    assert tags["service"] == worker.service
 
 
 def test_tasks_of_a_killed_parent_run_after_the_visibility_timeout_and_none_is_lost(

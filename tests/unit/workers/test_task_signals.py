@@ -50,6 +50,10 @@ def app() -> Any:
     def control(kind: str) -> None:
         raise {"ignore": Ignore(), "reject": Reject("no", requeue=False), "retry": Retry("later")}[kind]
 
+    @app.task(name="unit.terminated")
+    def terminated() -> None:
+        raise SystemExit(15)  # what a child's SIGTERM handler raises at a hard time limit
+
     app.conf.task_store_eager_result = False
     return app
 
@@ -111,6 +115,26 @@ def test_a_success_sends_nothing_and_is_counted_with_its_runtime(app: Any, obski
     assert tasks_total(obskit_events, "unit.ok", "ok") == 1
     labels = {"service": "test", "task": "unit.ok"}
     assert obskit_events.metric("obskit_celery_task_runtime_seconds_count", labels) == 1
+
+
+def test_an_interrupted_attempt_is_left_to_the_main_process(app: Any, obskit_events: CapturedEvents) -> None:
+    # The main process fails the task (hard time limit) or requeues it (cold shutdown): counted there.
+    with pytest.raises(SystemExit):
+        run(app, "unit.terminated")
+    assert list(obskit_events) == []
+    assert {
+        outcome: tasks_total(obskit_events, "unit.terminated", outcome) for outcome in ("ok", "error", "retried")
+    } == {"ok": 0, "error": 0, "retried": 0}
+    labels = {"service": "test", "task": "unit.terminated"}
+    assert obskit_events.metric("obskit_celery_task_runtime_seconds_count", labels) == 1
+
+
+def test_the_main_process_remembers_the_last_task_ids_it_failed() -> None:
+    from workers.instrumentation import _TaskIds
+
+    seen = _TaskIds(size=2)
+    assert [seen.add("a"), seen.add("a"), seen.add("b"), seen.add("c")] == [True, False, True, True]
+    assert [task_id in seen for task_id in ("a", "b", "c")] == [False, True, True]
 
 
 def test_a_business_rule_is_a_message_not_an_error(app: Any, obskit_events: CapturedEvents) -> None:
