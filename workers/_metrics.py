@@ -14,6 +14,7 @@ children's files and the archive, and the sum served is the same before and afte
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import logging
 import os
@@ -38,7 +39,7 @@ logger = logging.getLogger(__name__)
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 # prometheus_client's file names: <type>[_<mode>]_<pid>.db
-_DB_FILE = re.compile(r"^(counter|gauge|histogram|summary)(_[a-z]+)?_(\d+|archive)\.db(\.folding)?$")
+_DB_FILE = re.compile(r"^(counter|gauge|histogram|summary)(_[a-z]+)?_(\d+|archive)\.db(\.tmp)?$")
 _LIVE_GAUGE = re.compile(r"^gauge_live[a-z]+_(\d+)\.db$")
 # The files whose values add up across processes (the collector sums them per key).
 _ADDITIVE = re.compile(r"^(counter|histogram|summary)_(\d+)\.db$")
@@ -105,35 +106,68 @@ def prune_dead_processes(path: str, alive: Callable[[int], bool] = _alive) -> li
 def compact_dead_processes(path: str, alive: Callable[[int], bool] = _alive) -> list[int]:
     """Fold the counter, histogram and summary files of processes that are gone into one archive file
     per type and delete them; returns the pids folded. Only the main process calls this, one call at a
-    time: a dead process writes nothing, and no one else writes the archive."""
-    from prometheus_client.mmap_dict import MmapedDict
+    time (a dead process writes nothing, and no one else writes the archive).
 
-    files: dict[str, list[str]] = {}
-    pids = set()
+    Per type: the archive plus the dead files' values go to a new file that replaces the archive in one
+    rename, and only then are the dead files deleted, so a failure leaves every value counted once. A
+    file that cannot be read is left as it is (the collector reads it as before) and skipped."""
+    files: dict[str, list[tuple[int, str]]] = {}
     for name in os.listdir(path):
         match = _ADDITIVE.match(name)
         if match and not alive(int(match.group(2))):
-            files.setdefault(match.group(1), []).append(os.path.join(path, name))
-            pids.add(int(match.group(2)))
+            files.setdefault(match.group(1), []).append((int(match.group(2)), os.path.join(path, name)))
+    folded: set[int] = set()
     for kind, dead in files.items():
-        archive = MmapedDict(os.path.join(path, f"{kind}_archive.db"))
+        archive = os.path.join(path, f"{kind}_archive.db")
+        totals = _sum_values([archive]) if os.path.exists(archive) else {}
+        readable = []
+        for pid, file in dead:
+            try:
+                values = _sum_values([file])
+            except Exception as exc:
+                logger.warning("obskit: cannot read the metric file %s (%s); left as it is", file, exc)
+                continue
+            for key, (value, timestamp) in values.items():
+                totals[key] = (totals.get(key, (0.0, 0.0))[0] + value, timestamp)
+            readable.append((pid, file))
+        if readable:
+            _replace(archive, totals)
+        for pid, file in readable:
+            os.remove(file)
+            folded.add(pid)
+    return sorted(folded)
+
+
+def _sum_values(files: Iterable[str]) -> dict[str, tuple[float, float]]:
+    """Each key's value summed over the files, with the last timestamp seen."""
+    from prometheus_client.mmap_dict import MmapedDict
+
+    totals: dict[str, tuple[float, float]] = {}
+    for file in files:
+        for key, value, timestamp, _ in list(MmapedDict.read_all_values_from_file(file)):
+            totals[key] = (totals.get(key, (0.0, 0.0))[0] + value, timestamp)
+    return totals
+
+
+def _replace(archive: str, values: dict[str, tuple[float, float]]) -> None:
+    """Write the values to a new file and rename it onto the archive (all or nothing)."""
+    from prometheus_client.mmap_dict import MmapedDict
+
+    tmp = f"{archive}.tmp"
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(tmp)  # a left-over of a failed fold: MmapedDict would add to what it holds
+    try:
+        new = MmapedDict(tmp)
         try:
-            for file in dead:
-                # Out of the collector's sight first (it reads *.db), so a file is never counted twice;
-                # read whole before the first write, so one that cannot be read goes back as it was.
-                folding = file + ".folding"
-                os.rename(file, folding)
-                try:
-                    values = list(MmapedDict.read_all_values_from_file(folding))
-                except Exception:
-                    os.rename(folding, file)
-                    raise
-                for key, value, timestamp, _ in values:
-                    archive.write_value(key, archive.read_value(key)[0] + value, timestamp)
-                os.remove(folding)
+            for key, (value, timestamp) in values.items():
+                new.write_value(key, value, timestamp)
         finally:
-            archive.close()
-    return sorted(pids)
+            new.close()
+        os.replace(tmp, archive)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
 
 
 class _MultiProcessCollector:
@@ -152,9 +186,9 @@ class _MultiProcessCollector:
             prune_dead_processes(self._path)
             try:
                 compact_dead_processes(self._path)
-            except Exception:
+            except Exception as exc:
                 # The scrape goes on over the files as they are; folding is tried again at the next one.
-                logger.exception("obskit: cannot fold exited children's metric files in %s", self._path)
+                logger.warning("obskit: cannot fold exited children's metric files in %s: %s", self._path, exc)
             return list(self._inner.collect())
 
 

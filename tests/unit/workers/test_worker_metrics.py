@@ -1,7 +1,6 @@
 """The worker's metrics files under prefork, and what the backlog sampler asks Redis for."""
 
 import os
-import struct
 from pathlib import Path
 
 import pytest
@@ -99,7 +98,7 @@ def child_values(n: float) -> dict[str, dict[tuple[str, str, tuple[str, ...]], f
         "histogram": {
             ("runtime", "runtime_bucket", ("a", "0.1")): n,
             ("runtime", "runtime_bucket", ("a", "+Inf")): n + 1,
-            ("runtime", "runtime_sum", ("a",)): n / 10,
+            ("runtime", "runtime_sum", ("a",)): n / 8,  # exact in binary: sums in any order agree
         },
     }
 
@@ -128,21 +127,40 @@ def test_exited_childrens_files_fold_into_one_archive_and_the_sums_served_stay_t
     assert _metrics.compact_dead_processes(str(tmp_path), alive=lambda pid: pid == me) == []
 
 
-def test_a_file_that_cannot_be_read_stays_as_it_was_and_nothing_is_counted_twice(tmp_path: Path) -> None:
+def test_a_file_that_cannot_be_read_stays_as_it_is_and_the_others_fold(tmp_path: Path) -> None:
     write(tmp_path, "counter_101.db", child_values(1.0)["counter"])
     broken = tmp_path / "counter_102.db"
     content = (4096).to_bytes(4, "little") + bytes(60)  # claims 4 KiB of values, holds 64 bytes
     broken.write_bytes(content)
-    with pytest.raises(struct.error):
-        _metrics.compact_dead_processes(str(tmp_path), alive=lambda pid: False)
+    assert _metrics.compact_dead_processes(str(tmp_path), alive=lambda pid: False) == [101]
     assert broken.read_bytes() == content
-    assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".folding")]
-    # Whether 101 was folded before 102 failed or not, its values are served exactly once.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["counter_102.db", "counter_archive.db"]
     broken.unlink()
     assert served(tmp_path)[("tasks_total", (("task", "a"),))] == 1.0
 
 
+def test_a_fold_that_fails_to_write_leaves_every_value_counted_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for pid, n in ((101, 1.0), (102, 2.0)):
+        write(tmp_path, f"counter_{pid}.db", child_values(n)["counter"])
+    assert _metrics.compact_dead_processes(str(tmp_path), alive=lambda pid: pid == 102) == [101]
+    before = served(tmp_path)
+
+    def full_disk(src: str, dst: str) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(_metrics.os, "replace", full_disk)
+    with pytest.raises(OSError, match="No space"):
+        _metrics.compact_dead_processes(str(tmp_path), alive=lambda pid: False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["counter_102.db", "counter_archive.db"]
+    assert served(tmp_path) == before
+    monkeypatch.undo()
+    assert _metrics.compact_dead_processes(str(tmp_path), alive=lambda pid: False) == [102]
+    assert served(tmp_path) == before
+
+
 def test_the_archive_and_half_folded_files_of_an_earlier_run_are_removed(tmp_path: Path) -> None:
-    touch(tmp_path, "counter_archive.db", "histogram_archive.db", "counter_7.db.folding")
+    touch(tmp_path, "counter_archive.db", "histogram_archive.db", "counter_archive.db.tmp")
     assert _metrics.prepare_multiprocess_dir(str(tmp_path)) == 3
     assert list(tmp_path.iterdir()) == []
