@@ -76,7 +76,6 @@ def test_only_the_kit_row_is_held_to_the_target(kit_ratio: float, verdict: str) 
 
 
 def test_report_charts_the_consumer_and_celery_ratios(tmp_path: Path) -> None:
-    pytest.importorskip("matplotlib")  # the `bench` extra
     md, png, _ = _bench_report.write_report(result(), tmp_path)
     assert png.read_bytes().startswith(b"\x89PNG")
     assert "| Celery + obskit | 960.0 |" in md.read_text()
