@@ -21,6 +21,7 @@ exception is never touched (Celery handles it after the signals, unchanged).
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import logging
 import os
 import sys
@@ -32,7 +33,7 @@ from typing import Any
 
 from celery import Task as _CeleryTask
 from celery import signals, states
-from celery.exceptions import Ignore, Reject, Retry
+from celery.exceptions import Ignore, Reject, Retry, TimeLimitExceeded
 from celery.worker.request import Request as _CeleryRequest
 
 import observability
@@ -73,10 +74,9 @@ _CONTROL_FLOW = (Retry, Ignore, Reject)
 _RUN = "_obskit_run"
 
 # Celery loggers whose records the kit replaces with its own events and breadcrumbs: the per-task
-# "received" / "succeeded" / "raised unexpected" lines (the last would be a second event per failure),
-# and the main process's lines about a task it failed or requeued (a hard time limit, a lost child),
-# which the kit reports itself, once, with the task's tags.
-_NOISY_LOGGERS = ("celery.app.trace", "celery.worker.strategy", "celery.redirected", "celery.worker.request")
+# "received" / "succeeded" / "raised unexpected" lines (the last would be a second event per failure).
+# (celery.worker.request's duplicates are dropped one by one: see _drop_celerys_duplicates.)
+_NOISY_LOGGERS = ("celery.app.trace", "celery.worker.strategy", "celery.redirected")
 
 _STATE_OUTCOME = {
     states.SUCCESS: "ok",
@@ -239,9 +239,10 @@ class _Kit:
         elapsed = time.perf_counter() - run.started
         name = task.name
         self.observe_runtime(name, elapsed)
-        if state is None:
-            # Interrupted (SystemExit: a child terminated at its hard time limit, a cold shutdown): the
-            # main process decides what becomes of the task (a failure, or a redelivery) and counts it.
+        if state is None and not isinstance(sys.exc_info()[1], Exception):
+            # Interrupted (SystemExit: a child terminated at its hard time limit, a task calling
+            # sys.exit): the main process decides what becomes of the task (a failure, a redelivery) and
+            # counts it. (None with an Exception: Celery's own step before the task failed; counted.)
             outcome = "interrupted"
         else:
             outcome = _STATE_OUTCOME.get(state, "error")
@@ -472,7 +473,7 @@ def _task_failure(
         # No attempt ran here: the main process failing a task whose child was lost or hit the hard
         # time limit. Celery puts the request on the task's stack for this signal, and sends it twice
         # for a hard time limit (from the pool's error callback and from its timeout handler): once here.
-        if not _failed_in_main.add(task_id or ""):
+        if task_id and not _failed_in_main.add(task_id):
             return
         name = getattr(sender, "name", None) or "unknown"
         unit = current()
@@ -510,21 +511,40 @@ def _bind_request(request: Any, name: str, task_id: str | None) -> bind:
 
 class Request(_CeleryRequest):  # type: ignore[misc]  # celery ships no type hints
     """Celery's worker-side request, with the task's unit bound while the main process handles what
-    happened to it outside a child: a child that died under the task (``WorkerLostError``: the task is
-    requeued, no ``task_failure`` fires, and Celery's error log would be an event without the task's
-    tags), a hard time limit. Used by :class:`Task`, the base of the kit app's tasks."""
+    happened to it outside a child: a hard time limit, a child that died under the task (Celery then
+    requeues it and sends no ``task_failure``: the kit reports the loss itself, once, with the task's
+    tags). Celery's own log lines about these two are not made events a second time. Used by
+    :class:`Task`, the base of the kit app's tasks."""
 
     def on_failure(self, exc_info: Any, send_failed_event: bool = True, return_ok: bool = False) -> Any:
         if return_ok:  # the child ran the task and reported it: nothing here is logged or captured
             return super().on_failure(exc_info, send_failed_event=send_failed_event, return_ok=return_ok)
-        with _bind_message(self):
-            result = super().on_failure(exc_info, send_failed_event=send_failed_event, return_ok=return_ok)
-            _report_lost_child(self, exc_info)
-            return result
+        exception = _unwrap(exc_info)
+        token = _handling.set(True)
+        try:
+            with _bind_message(self):
+                result = super().on_failure(exc_info, send_failed_event=send_failed_event, return_ok=return_ok)
+                if getattr(self, _REQUEUED, False):
+                    _report_lost_child(self, exception)
+                return result
+        finally:
+            _handling.reset(token)
+            if not isinstance(exception, TimeLimitExceeded):  # else on_timeout follows, for the same task
+                _failed_in_main.discard(self.id)
 
     def on_timeout(self, soft: bool, timeout: float) -> Any:
-        with _bind_message(self):
-            return super().on_timeout(soft, timeout)
+        token = _handling.set(True)
+        try:
+            with _bind_message(self):
+                return super().on_timeout(soft, timeout)
+        finally:
+            _handling.reset(token)
+            if not soft:
+                _failed_in_main.discard(self.id)
+
+    def reject(self, requeue: bool = False) -> Any:
+        setattr(self, _REQUEUED, requeue)
+        return super().reject(requeue=requeue)
 
 
 class Task(_CeleryTask):  # type: ignore[misc]  # celery ships no type hints
@@ -534,40 +554,77 @@ class Task(_CeleryTask):  # type: ignore[misc]  # celery ships no type hints
     Request = "workers.instrumentation:Request"
 
 
-class _TaskIds:
-    """The last task ids seen (bounded): what the main process has already failed."""
+_REQUEUED = "_obskit_requeued"
+# True while the kit's Request handles a failure or a time limit in the main process.
+_handling: contextvars.ContextVar[bool] = contextvars.ContextVar("obskit_celery_handling", default=False)
+# What celery.worker.request logs there that the kit reports itself (the task_failure event, the lost
+# child's event). Its other lines (a failed ack, a failed retry) stay events.
+_REPORTED_BY_KIT = frozenset({"Task handler raised error: %r", "Hard time limit (%ss) exceeded for %s[%s]"})
 
-    def __init__(self, size: int = 1024) -> None:
-        self._ids: dict[str, None] = {}
+
+def _drop_celerys_duplicates(event: Any, hint: Any) -> Any:
+    record = (hint or {}).get("log_record")
+    if (
+        record is not None
+        and record.name == "celery.worker.request"
+        and record.msg in _REPORTED_BY_KIT
+        and _handling.get()
+    ):
+        return None
+    return event
+
+
+def _unwrap(exc_info: Any) -> BaseException | None:
+    exception = getattr(exc_info, "exception", None)
+    return getattr(exception, "exc", exception)  # billiard's ExceptionWithTraceback wrapper
+
+
+class _TaskIds:
+    """Task ids the main process failed, each remembered for ``ttl_s`` at most (bounded)."""
+
+    def __init__(self, size: int = 1024, ttl_s: float = 5.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self._ids: dict[str, float] = {}
         self._size = size
+        self._ttl_s = ttl_s
+        self._clock = clock
         self._lock = threading.Lock()
 
     def add(self, task_id: str) -> bool:
         """False when the id is already there."""
+        now = self._clock()
         with self._lock:
-            if task_id in self._ids:
+            seen = self._ids.get(task_id)
+            if seen is not None and now - seen < self._ttl_s:
                 return False
-            self._ids[task_id] = None
+            self._ids.pop(task_id, None)
+            self._ids[task_id] = now
             if len(self._ids) > self._size:
                 del self._ids[next(iter(self._ids))]
             return True
 
+    def discard(self, task_id: str) -> None:
+        with self._lock:
+            self._ids.pop(task_id, None)
+
     def __contains__(self, task_id: object) -> bool:
-        return task_id in self._ids
+        seen = self._ids.get(task_id)  # type: ignore[call-overload]
+        return seen is not None and self._clock() - seen < self._ttl_s
 
 
+# Celery sends task_failure twice for a hard time limit, from the pool's error callback and then from
+# its timeout handler, in one call: the second is dropped. The kit's Request forgets the id when that
+# call is over (a later failure of the same id is reported); for other tasks it expires.
 _failed_in_main = _TaskIds()
 
 
-def _report_lost_child(request: Any, exc_info: Any) -> None:
-    """A child died under the task and Celery requeued it (no ``task_failure``): one event, in the
-    task's unit, and the attempt counted as retried. A lost child the task failed on was reported by
-    ``task_failure`` already."""
+def _report_lost_child(request: Any, exception: BaseException | None) -> None:
+    """A child died under the task (or the task raised SystemExit) and Celery requeued it: one event, in
+    the task's unit, and the attempt counted as retried (it runs again)."""
     from billiard.exceptions import WorkerLostError
 
-    exception = getattr(exc_info, "exception", None)
-    exception = getattr(exception, "exc", exception)  # billiard's ExceptionWithTraceback wrapper
-    if not isinstance(exception, WorkerLostError) or request.id in _failed_in_main:
+    if not isinstance(exception, (WorkerLostError, SystemExit, KeyboardInterrupt)):
+        return
+    if request._already_revoked or request._already_cancelled:
         return
     kit = _active()
     if kit is None:
@@ -727,9 +784,11 @@ def setup() -> None:
     if _installed:
         return
     from sentry_sdk.integrations.logging import ignore_logger
+    from sentry_sdk.scope import add_global_event_processor
 
     for name in _NOISY_LOGGERS:
         ignore_logger(name)
+    add_global_event_processor(_drop_celerys_duplicates)
     for signal, handler in _HANDLERS:
         signal.connect(handler, weak=False, dispatch_uid=f"obskit.{handler.__name__}")
     _installed = True

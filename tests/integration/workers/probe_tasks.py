@@ -43,3 +43,12 @@ def block(key: str) -> int:
 def hang() -> None:
     """Outlive the hard time limit: the main process kills the child and fails the task."""
     time.sleep(30)
+
+
+@app.task(name="probe.exit_once")
+def exit_once(key: str) -> int:
+    """Call sys.exit on the first attempt (the child goes, Celery requeues the task); return the attempt."""
+    attempt = int(_redis().incr(f"{key}:attempts"))
+    if attempt == 1:
+        raise SystemExit(3)
+    return attempt

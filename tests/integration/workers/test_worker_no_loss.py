@@ -59,6 +59,28 @@ def test_a_task_whose_child_is_killed_runs_again_at_once_completes_and_the_loss_
     assert tags["service"] == worker.service
 
 
+def test_a_task_that_calls_sys_exit_runs_again_and_the_exit_is_one_tagged_event(
+    workers: Workers, redis_client: Any, redis_url: str, sentry_server: Any, api: ServerAPI
+) -> None:
+    worker = workers.start(SENTRY_DSN=sentry_server.dsn)
+    app = make_app(WorkerSettings(redis_url=redis_url, queue=worker.queue), set_as_current=False)
+    key = f"exit-{uuid.uuid4().hex[:8]}"
+    user = f"u-{uuid.uuid4().hex[:10]}"
+    with obs.bind(user_id=user):
+        result = app.send_task("probe.exit_once", args=[key])
+    assert result.get(timeout=60) == 2
+    (event,) = wait_for(lambda: events_of_user(api, user), 30, "the exit's event")
+    assert event.data["exception"]["values"][-1]["type"] in ("SystemExit", "WorkerLostError")
+    assert (event.tags["task"], event.tags["task_id"]) == ("probe.exit_once", result.id)
+    wait_for(
+        lambda: worker.sample("obskit_celery_tasks_total", task="probe.exit_once", outcome="ok") == 1,
+        30,
+        "the second attempt counted",
+    )
+    assert worker.sample("obskit_celery_tasks_total", task="probe.exit_once", outcome="retried") == 1
+    assert worker.sample("obskit_celery_tasks_total", task="probe.exit_once", outcome="error") == 0
+
+
 def test_tasks_of_a_killed_parent_run_after_the_visibility_timeout_and_none_is_lost(
     workers: Workers, redis_client: Any, redis_url: str
 ) -> None:

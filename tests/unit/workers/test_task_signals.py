@@ -129,12 +129,40 @@ def test_an_interrupted_attempt_is_left_to_the_main_process(app: Any, obskit_eve
     assert obskit_events.metric("obskit_celery_task_runtime_seconds_count", labels) == 1
 
 
-def test_the_main_process_remembers_the_last_task_ids_it_failed() -> None:
+def test_the_main_process_remembers_the_task_ids_it_failed_for_a_while() -> None:
     from workers.instrumentation import _TaskIds
 
-    seen = _TaskIds(size=2)
+    now = [0.0]
+    seen = _TaskIds(size=2, ttl_s=5.0, clock=lambda: now[0])
     assert [seen.add("a"), seen.add("a"), seen.add("b"), seen.add("c")] == [True, False, True, True]
     assert [task_id in seen for task_id in ("a", "b", "c")] == [False, True, True]
+    seen.discard("b")
+    assert seen.add("b")
+    now[0] = 5.0
+    assert "c" not in seen
+    assert seen.add("c")
+
+
+def test_only_celerys_own_lines_about_what_the_kit_reports_are_dropped() -> None:
+    import logging
+
+    from workers import instrumentation
+
+    def record(msg: str, name: str = "celery.worker.request") -> dict[str, Any]:
+        return {"log_record": logging.LogRecord(name, logging.ERROR, __file__, 1, msg, (), None)}
+
+    event: dict[str, Any] = {"level": "error"}
+    lines = ["Task handler raised error: %r", "Hard time limit (%ss) exceeded for %s[%s]", "Couldn't ack %r"]
+    outside = [instrumentation._drop_celerys_duplicates(event, record(m)) for m in lines]
+    token = instrumentation._handling.set(True)
+    try:
+        inside = [instrumentation._drop_celerys_duplicates(event, record(m)) for m in lines]
+        other_logger = instrumentation._drop_celerys_duplicates(event, record(lines[0], name="app"))
+    finally:
+        instrumentation._handling.reset(token)
+    assert outside == [event, event, event]
+    assert inside == [None, None, event]
+    assert other_logger is event
 
 
 def test_a_business_rule_is_a_message_not_an_error(app: Any, obskit_events: CapturedEvents) -> None:
