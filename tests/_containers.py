@@ -121,22 +121,8 @@ def _alertmanager_container(ctx: ServiceContext, others: dict[str, ServiceContex
 
 def _prometheus_container(ctx: ServiceContext, others: dict[str, ServiceContext]) -> DockerContainer:
     container = _with_own_dir(IMAGES["prometheus"], ctx)
-    for sub in ("rules", "targets"):
-        (ctx.dir / sub).mkdir(exist_ok=True)
     alertmanager = others["alertmanager"].address if "alertmanager" in others else None
-    config = ctx.dir / "prometheus.yml"
-    config.write_text(yaml.safe_dump(_prometheus.config_for(ctx, alertmanager=alertmanager), sort_keys=False))
-    return container.with_command(
-        [
-            f"--config.file={config}",
-            f"--storage.tsdb.path={ctx.dir / 'data'}",
-            f"--web.listen-address={ctx.address}",
-            f"--web.external-url=http://{ctx.address}",
-            "--web.enable-lifecycle",
-            "--web.enable-admin-api",
-            "--log.level=warn",
-        ]
-    )
+    return container.with_command(_prometheus.arguments(ctx, alertmanager=alertmanager))
 
 
 _BUILD: dict[str, Callable[[ServiceContext, dict[str, ServiceContext]], DockerContainer]] = {

@@ -45,12 +45,16 @@ def _install(cache: Path) -> None:
 
 
 def _command(ctx: ServiceContext) -> list[str]:
+    return [binary_path("prometheus"), *arguments(ctx, alertmanager=ctx.state.get("alertmanager"))]
+
+
+def arguments(ctx: ServiceContext, *, alertmanager: str | None) -> list[str]:
+    """Prometheus's flags, its config written to the service's directory (the test containers use them too)."""
     for sub in ("rules", "targets"):
         (ctx.dir / sub).mkdir(exist_ok=True)
     config = ctx.dir / "prometheus.yml"
-    config.write_text(yaml.safe_dump(config_for(ctx, alertmanager=ctx.state.get("alertmanager")), sort_keys=False))
+    config.write_text(yaml.safe_dump(config_for(ctx, alertmanager=alertmanager), sort_keys=False))
     return [
-        binary_path("prometheus"),
         f"--config.file={config}",
         f"--storage.tsdb.path={ctx.dir / 'data'}",
         f"--web.listen-address={ctx.address}",
