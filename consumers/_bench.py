@@ -343,18 +343,11 @@ class _RecorderProcess:
 
 
 def _ensure_peers() -> None:
-    """Install the peers (the `bench` extra) when they are missing: the kit itself never needs them."""
-    import importlib.util
-    import subprocess
-    import sys
-    from importlib.metadata import requires
+    from observability._bench_report import ensure_bench_extra
 
-    wanted = ("arroyo", "opentelemetry.instrumentation.confluent_kafka", "psutil")
-    if all(importlib.util.find_spec(name) is not None for name in wanted):
-        return
-    extra = [r.split(";")[0].strip() for r in requires("obskit") or [] if 'extra == "bench"' in r]
-    click.echo(f"installing the benchmark's peers: {' '.join(extra)}", err=True)
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", *extra], check=True)
+    ensure_bench_extra(
+        ("arroyo", "opentelemetry.instrumentation.confluent_kafka", "psutil"), lambda line: click.echo(line, err=True)
+    )
 
 
 def run(

@@ -23,6 +23,27 @@ from observability.errors import ObskitError
 Echo = Callable[[str], None]
 
 
+def _importable(module: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # a parent package is missing
+        return False
+
+
+def ensure_bench_extra(modules: Sequence[str], echo: Echo) -> None:
+    """Install the `bench` extra (the peers a benchmark compares the kit with) when any of ``modules``
+    is missing: the kit itself never needs them."""
+    if all(_importable(module) for module in modules):
+        return
+    from importlib.metadata import requires
+
+    extra = [r.split(";")[0].strip() for r in requires("obskit") or [] if 'extra == "bench"' in r]
+    echo(f"installing the benchmark's peers: {' '.join(extra)}")
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", *extra], check=True)
+
+
 def _run(name: str, args: Sequence[str], echo: Echo) -> dict[str, Any]:
     echo(f"running obskit bench {name} {' '.join(args)} ...")
     started = time.monotonic()

@@ -344,16 +344,10 @@ def _order(modes: list[str], number: int) -> list[str]:
 
 
 def _ensure_peers(modes: list[str]) -> None:
-    """Install the `bench` extra when OpenTelemetry's instrumentation is wanted and missing: the kit
-    itself never needs it."""
-    import importlib.util
-    from importlib.metadata import requires
+    from observability._bench_report import ensure_bench_extra
 
-    if "otel" not in modes or importlib.util.find_spec("opentelemetry.instrumentation.celery") is not None:
-        return
-    extra = [r.split(";")[0].strip() for r in requires("obskit") or [] if 'extra == "bench"' in r]
-    click.echo(f"installing the benchmark's peers: {' '.join(extra)}", err=True)
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", *extra], check=True)
+    if "otel" in modes:
+        ensure_bench_extra(("opentelemetry.instrumentation.celery",), lambda line: click.echo(line, err=True))
 
 
 def run(

@@ -79,3 +79,15 @@ def test_report_charts_the_consumer_and_celery_ratios(tmp_path: Path) -> None:
     md, png, _ = _bench_report.write_report(result(), tmp_path)
     assert png.read_bytes().startswith(b"\x89PNG")
     assert "| Celery + obskit | 960.0 |" in md.read_text()
+
+
+def test_a_peer_under_a_missing_package_counts_as_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    installs: list[list[str]] = []
+    monkeypatch.setattr(_bench_report.subprocess, "run", lambda args, **_: installs.append(args))
+    _bench_report.ensure_bench_extra(["json", "no_such_package.instrumentation"], lambda line: None)
+    assert installs
+    assert installs[0][1:4] == ["-m", "pip", "install"]
+    assert any(r.startswith("opentelemetry-instrumentation-celery") for r in installs[0])
+    installs.clear()
+    _bench_report.ensure_bench_extra(["json", "email.mime"], lambda line: None)
+    assert installs == []
