@@ -624,8 +624,8 @@ def _report_lost_child(request: Any, exception: BaseException | None) -> None:
 
     if not isinstance(exception, (WorkerLostError, SystemExit, KeyboardInterrupt)):
         return
-    if request._already_revoked or request._already_cancelled:
-        return
+    if getattr(request, "_already_revoked", False) or getattr(request, "_already_cancelled", False):
+        return  # not every Celery 5.x has both
     kit = _active()
     if kit is None:
         return
