@@ -42,8 +42,10 @@ class EnvelopeRecorder:
             for item in envelope.items:
                 kind = item.type or ""
                 self.counts[kind] = self.counts.get(kind, 0) + 1
-                if self._keep and item.payload.json is not None:
-                    self.items.append((kind, item.payload.json))
+                if self._keep:
+                    payload = _json(item)
+                    if payload is not None:
+                        self.items.append((kind, payload))
         return respond(start_response, "200 OK", "application/json", b"{}")
 
     def of_type(self, kind: str) -> list[dict[str, Any]]:
@@ -52,6 +54,18 @@ class EnvelopeRecorder:
 
     def close(self) -> None:
         self._server.stop()
+
+
+def _json(item: Any) -> dict[str, Any] | None:
+    """The item's JSON: the SDK parses events and transactions itself; other items (check-ins, client
+    reports) arrive as bytes. None for a payload that is not a JSON object (an attachment)."""
+    if item.payload.json is not None:
+        return dict(item.payload.json)
+    try:
+        payload = json.loads(item.payload.get_bytes())
+    except ValueError:
+        return None
+    return payload if isinstance(payload, dict) else None
 
 
 if __name__ == "__main__":
