@@ -127,13 +127,18 @@ def _issue_alert(
         + (f" at {_text(event.get('culprit'), 300)}" if event.get("culprit") else "")
         + ".",
     }
-    if url:
-        annotations["sentry_url"] = url
+    return _alert(labels, annotations, url=url, starts=now, ends=now + timedelta(seconds=resolve_after_s))
+
+
+def _alert(
+    labels: dict[str, str], annotations: dict[str, str], *, url: str | None, starts: datetime, ends: datetime
+) -> dict[str, Any]:
+    """An Alertmanager alert; a link back to Sentry, when there is one, as annotation and generator URL."""
     alert: dict[str, Any] = {
         "labels": labels,
-        "annotations": annotations,
-        "startsAt": _iso(now),
-        "endsAt": _iso(now + timedelta(seconds=resolve_after_s)),
+        "annotations": annotations if not url else {**annotations, "sentry_url": url},
+        "startsAt": _iso(starts),
+        "endsAt": _iso(ends),
     }
     if url:
         alert["generatorURL"] = url
@@ -184,17 +189,7 @@ def _metric_alerts(payload: Mapping[str, Any], *, paging_envs: Collection[str], 
             "summary": f"{service}{f' ({env})' if env else ''}: {title}",
             "description": _text(data.get("description_text"), 1000) or f"Sentry metric alert {name}: {action}.",
         }
-        if url:
-            annotations["sentry_url"] = url
-        alert: dict[str, Any] = {
-            "labels": labels,
-            "annotations": annotations,
-            "startsAt": _iso(now),
-            "endsAt": _iso(ends),
-        }
-        if url:
-            alert["generatorURL"] = url
-        alerts.append(alert)
+        alerts.append(_alert(labels, annotations, url=url, starts=now, ends=ends))
     return alerts
 
 
