@@ -8,7 +8,7 @@ import time
 import uuid
 from typing import Any
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from consumers.runner import Runner
@@ -53,10 +53,18 @@ def read_all(bootstrap: str, topic: str, expected: int, timeout_s: float = 30) -
     return messages
 
 
-def committed(bootstrap: str, group: str, topic: str, partition: int = 0) -> int:
+def committed(bootstrap: str, group: str, topic: str, partition: int = 0, timeout_s: float = 30) -> int:
+    """The group's committed offset; a coordinator still loading or moving (a timeout here) is asked again."""
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    deadline = time.monotonic() + timeout_s
     try:
-        return int(consumer.committed([TopicPartition(topic, partition)], timeout=10)[0].offset)
+        while True:
+            try:
+                return int(consumer.committed([TopicPartition(topic, partition)], timeout=10)[0].offset)
+            except KafkaException:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
     finally:
         consumer.close()
 

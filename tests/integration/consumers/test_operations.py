@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from typing import Any
 
 import httpx
@@ -107,3 +108,16 @@ def test_replay_resends_parked_messages_with_their_headers_and_commits_what_it_s
         assert headers["x-user-id"] == b"u1"
         assert headers["obskit-replays"] == b"1"
         assert not any(k.startswith("obskit-original") for k in headers)
+
+
+def test_a_commit_interval_under_a_second_is_honoured(start_consumer, kafka_bootstrap: str, topic: str) -> None:
+    def handler(payload: dict[str, Any]) -> None:
+        time.sleep(0.25)  # each message outlasts the 0.2 s commit interval: each is committed on its own
+
+    produce(kafka_bootstrap, topic, [{"n": n} for n in range(8)])
+    running = start_consumer(handler, topic, batch_size=1, commit_interval_s=0.2)
+    wait_until(lambda: committed(kafka_bootstrap, f"g-{topic}", topic) == 8)
+    running.stop()
+    commits = sample(start_consumer.registry, "obskit_kafka_commits_total", service="itest-consumer", result="ok")
+    # Committed on the loop's once-a-second tick instead, 2 s of work made about 3 commits.
+    assert (commits or 0) >= 7, commits
