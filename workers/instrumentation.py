@@ -39,7 +39,7 @@ from celery.worker.request import Request as _CeleryRequest
 import observability
 from observability import slo
 from observability.business import BusinessRuleError, report
-from observability.context import Unit, bind, current
+from observability.context import LazyUnit, Unit, activate, bind, current, deactivate
 from observability.propagation import (
     BAGGAGE,
     SENTRY_TRACE,
@@ -103,10 +103,13 @@ _EMPTY: Mapping[str, Any] = {}
 class _Run:
     """One task attempt in this process, from prerun to postrun."""
 
-    __slots__ = ("binder", "monitor", "queue", "started", "traced_since", "unit", "wait_s")
+    __slots__ = ("binder", "kit", "monitor", "queue", "started", "token", "traced_since", "unit", "wait_s")
 
-    def __init__(self, binder: bind, unit: Unit, queue: str) -> None:
+    def __init__(self, kit: _Kit, binder: bind | None, token: Any, unit: Unit, queue: str) -> None:
+        self.kit = kit
+        # How the unit is undone at postrun: its token (the usual case), or the bind it refines.
         self.binder = binder
+        self.token = token
         self.unit = unit
         self.queue = queue
         # Wall-clock start of a traced attempt (its transaction is built at postrun); None: not traced.
@@ -203,17 +206,29 @@ class _Kit:
         request = task.request
         # The message's own headers (Celery's are attributes of the request; the rest are here).
         get = (request.headers or _EMPTY).get
-        carrier = {key: value for key in _TRACE_HEADERS if (value := get(key)) is not None}
-        incoming = extract(carrier)
         name = task.name
         queue = (request.delivery_info or _EMPTY).get("routing_key") or "unknown"
         # The core's decision (rates, an unsampled parent honoured), then this process's budget: a task
         # over budget is not traced, and neither is what it sends on (the trace is cut at its head).
-        sampled = self.decide(self.rate_name(name), incoming.parent_sampled) and self.budget.take()
-        binder = bind_incoming(
-            incoming, sampled=sampled, task=name, task_id=task_id, queue=queue, retries=request.retries
-        )
-        run = _Run(binder, binder.__enter__(), queue)
+        sampled = self.decide(self.rate_name(name), _parent_sampled(get)) and self.budget.take()
+        if current() is None:
+            # The usual case: the unit's user, trace and tags are read from the request only when
+            # something asks (an event, a log record, a message sent on, a transaction).
+            unit = _take_unit()
+            unit.rebind(request, (name, task_id, queue))
+            unit.sampled = sampled
+            run = _Run(self, None, activate(unit), unit, queue)
+        else:
+            # A task run inside another unit (eagerly, ``apply()``): it refines that unit, as a bind does.
+            binder = bind_incoming(
+                extract(_trace_carrier(get)),
+                sampled=sampled,
+                task=name,
+                task_id=task_id,
+                queue=queue,
+                retries=request.retries,
+            )
+            run = _Run(self, binder, None, binder.__enter__(), queue)
         setattr(request, _RUN, run)
         try:
             history = get(RETRY_HISTORY_HEADER)
@@ -223,7 +238,10 @@ class _Kit:
             # A sampled attempt collects its spans on the unit; its transaction is built at postrun,
             # directly (tens of microseconds), not through the SDK's span machinery (hundreds).
             if sampled and self.sentry and observability.sentry.transport_has_room():
-                run.unit.spans = []
+                if run.token is not None:
+                    run.unit.mark_sampled()  # a reused unit: its next task starts without these spans
+                else:
+                    run.unit.spans = []
                 run.traced_since = now
             monitor = get(_crons.MONITOR_HEADER)
             if monitor and self.sentry:
@@ -444,13 +462,15 @@ def _task_postrun(sender: Any = None, task: Any = None, retval: Any = None, stat
     if run is None:
         return
     try:
-        kit = _active()
-        if kit is not None:
-            kit.finish(task, run, state, retval)
+        run.kit.finish(task, run, state, retval)
     except Exception:
-        _count_internal("celery_postrun")
+        run.kit.internal_error("celery_postrun")
     finally:
-        run.binder.__exit__(None, None, None)
+        if run.token is not None:
+            deactivate(run.token)
+            _put_back(run.unit)
+        else:
+            run.binder.__exit__(None, None, None)
 
 
 def _task_failure(
@@ -501,9 +521,50 @@ def _original(exception: BaseException) -> BaseException:
     return exception
 
 
+def _trace_carrier(get: Callable[[str], Any]) -> dict[str, Any]:
+    """The trace and user headers among a message's headers (``get`` is the headers' ``get``)."""
+    return {key: value for key in _TRACE_HEADERS if (value := get(key)) is not None}
+
+
+def _parent_sampled(get: Callable[[str], Any]) -> bool | None:
+    """The incoming trace's sampling decision, from the headers' flag alone (the rest is read lazily)."""
+    value = get(SENTRY_TRACE)
+    if value and isinstance(value, str):
+        return True if value.endswith("-1") else False if value.endswith("-0") else None
+    value = get(TRACEPARENT)
+    if value and isinstance(value, str):
+        return True if value.endswith("-01") else None
+    return None
+
+
+# A unit put back by the thread's last task, re-pointed at the next task's request instead of a new one
+# built: taken while a task runs, so two tasks never share one (greenlets of an unpatched thread).
+_spare = threading.local()
+
+
+def _take_unit() -> LazyUnit:
+    unit: LazyUnit | None = _spare.__dict__.pop("unit", None)
+    return LazyUnit(_resolve_request) if unit is None else unit
+
+
+def _put_back(unit: LazyUnit) -> None:
+    _spare.unit = unit
+
+
+def _resolve_request(unit: LazyUnit, request: Any, extra: tuple[str, str, str]) -> None:
+    """A task's unit, from its request: the trace and user its message carried, the task's tags."""
+    name, task_id, queue = extra
+    incoming = extract(_trace_carrier((request.headers or _EMPTY).get))
+    unit.user_id = incoming.user_id
+    unit.set_trace(incoming.trace_id)
+    unit.parent_span_id = incoming.parent_span_id
+    unit.baggage = incoming.baggage
+    unit.tags = {"task": name, "task_id": task_id, "queue": queue, "retries": request.retries}
+
+
 def _bind_request(request: Any, name: str, task_id: str | None) -> bind:
     headers = getattr(request, "headers", None) or _EMPTY
-    incoming = extract({key: value for key in _TRACE_HEADERS if (value := headers.get(key)) is not None})
+    incoming = extract(_trace_carrier(headers.get))
     queue = (getattr(request, "delivery_info", None) or _EMPTY).get("routing_key") or "unknown"
     retries = getattr(request, "retries", 0)
     return bind_incoming(incoming, task=name, task_id=task_id or "", queue=queue, retries=retries)

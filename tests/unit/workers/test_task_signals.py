@@ -54,6 +54,16 @@ def app() -> Any:
     def terminated() -> None:
         raise SystemExit(15)  # what a child's SIGTERM handler raises at a hard time limit
 
+    @app.task(name="unit.spanned")
+    def spanned() -> None:
+        with obs.span("db.query", "select 1"):
+            pass
+
+    @app.task(name="unit.outer")
+    def outer() -> None:
+        app.tasks["unit.boom"].apply(("x",), routing_key=QUEUE)  # run inside this task: refines its unit
+        raise RuntimeError("outer failed after its inner task")
+
     app.conf.task_store_eager_result = False
     return app
 
@@ -230,6 +240,45 @@ def test_a_sampled_task_is_a_transaction_continuing_the_incoming_trace(app: Any,
     assert failed["contexts"]["trace"]["status"] == "internal_error"
     (error,) = traced.errors
     assert error["contexts"]["trace"]["span_id"] == failed["contexts"]["trace"]["span_id"]
+
+
+def test_tasks_one_after_another_share_nothing(app: Any, obskit_events: CapturedEvents) -> None:
+    history = [{"attempt": 1, "error": "TimeoutError: gateway", "at": 1700000000.0}]
+    first = run(
+        app,
+        "unit.boom",
+        "x",
+        headers={"sentry-trace": f"{TRACE}-{PARENT}", "x-user-id": "u-1", "obskit-retries": history},
+    )
+    obs.set_user("u-1b")  # outside any task now: the scope's user, not the next task's
+    second = run(app, "unit.boom", "y", headers={"x-user-id": "u-2"})
+    third = run(app, "unit.boom", "z")
+    one, two, three = obskit_events
+    assert (one["tags"]["user_id"], one["tags"]["trace_id"], one["tags"]["task_id"]) == ("u-1", TRACE, first.id)
+    assert two["tags"]["user_id"] == "u-2"
+    assert "user_id" not in three["tags"]
+    assert len({TRACE, two["tags"]["trace_id"], three["tags"]["trace_id"]}) == 3
+    assert (two["tags"]["task_id"], three["tags"]["task_id"]) == (second.id, third.id)
+    assert "parent_span_id" not in two["contexts"]["trace"]
+    for event in (two, three):
+        assert not [c for c in event.get("breadcrumbs", {}).get("values", []) if c.get("category") == "retry"]
+
+
+def test_a_sampled_tasks_spans_stay_in_its_own_transaction(app: Any, traced: CapturedEvents) -> None:
+    run(app, "unit.spanned", headers={"sentry-trace": f"{TRACE}-{PARENT}-1"})
+    run(app, "unit.ok", 1, headers={"sentry-trace": f"{TRACE}-{PARENT}-1"})
+    spanned, ok = traced.transactions
+    assert [s["op"] for s in spanned["spans"]] == ["db.query"]
+    assert ok["spans"] == []
+
+
+def test_a_task_run_inside_another_refines_its_unit(app: Any, obskit_events: CapturedEvents) -> None:
+    outer = run(app, "unit.outer", headers={"sentry-trace": f"{TRACE}-{PARENT}", "x-user-id": "u-9"})
+    inner_event, outer_event = obskit_events
+    for event in (inner_event, outer_event):
+        assert (event["tags"]["user_id"], event["tags"]["trace_id"]) == ("u-9", TRACE)
+    assert inner_event["tags"]["task"] == "unit.boom"
+    assert (outer_event["tags"]["task"], outer_event["tags"]["task_id"]) == ("unit.outer", outer.id)
 
 
 def test_an_unsampled_parent_is_honoured(app: Any, traced: CapturedEvents) -> None:
