@@ -18,3 +18,26 @@ def test_events_and_check_ins_are_kept_and_counted(envelope_recorder: EnvelopeRe
     (check_in,) = envelope_recorder.of_type("check_in")
     assert (check_in["monitor_slug"], check_in["status"], check_in["duration"]) == ("nightly", "ok", 1.5)
     assert envelope_recorder.counts["check_in"] == 1
+
+
+def test_a_sender_keeps_one_connection_for_every_envelope(envelope_recorder: EnvelopeRecorder) -> None:
+    """As with Sentry's ingest: HTTP/1.1 keep-alive, so a benchmark does not pay a connection per envelope."""
+    import http.client
+    import json
+    from urllib.parse import urlsplit
+
+    port = urlsplit(envelope_recorder.dsn).port
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    sockets = []
+    for n in range(3):
+        body = b'{"event_id":"%032x"}\n{"type":"event"}\n{"message":"m%d"}\n' % (n, n)
+        connection.request("POST", "/api/1/envelope/", body=body)
+        response = connection.getresponse()
+        assert response.status == 200
+        response.read()
+        sockets.append(connection.sock)
+    connection.request("GET", "/counts")
+    assert json.loads(connection.getresponse().read()) == {"event": 3}
+    assert sockets[0] is not None
+    assert sockets == [sockets[0]] * 3, "one connection for every request"
+    connection.close()
