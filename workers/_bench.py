@@ -30,6 +30,8 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -259,11 +261,14 @@ def _round(
     traces: float,
     traces_max_per_s: float,
     timeout_s: float,
+    valgrind_log: Path | None = None,
 ) -> dict[str, Any]:
     import redis
 
     queue = f"bench-{mode}-{uuid.uuid4().hex[:8]}"
     env = _env(mode, redis_url, queue, dsn=sink.dsn, traces=traces, traces_max_per_s=traces_max_per_s)
+    if valgrind_log is not None:
+        env["PYTHONHASHSEED"] = "0"  # the same dict and set layouts in every run: the same instructions
     client = redis.Redis.from_url(redis_url)
     published = subprocess.run(
         [sys.executable, "-m", "workers._bench", "publish", mode, queue, str(tasks)],
@@ -283,6 +288,8 @@ def _round(
         "--queues", queue, "--without-gossip", "--without-mingle", "--without-heartbeat", "--loglevel", "WARNING",
         "--hostname", f"{queue}@%h",
     ]  # fmt: skip
+    if valgrind_log is not None:
+        command = _valgrind(valgrind_log) + command
     worker = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + timeout_s
@@ -295,7 +302,7 @@ def _round(
     finally:
         worker.terminate()
         try:
-            worker.wait(30)
+            worker.wait(30 if valgrind_log is None else 300)  # valgrind writes its count as the worker exits
         except subprocess.TimeoutExpired:
             worker.kill()
             worker.wait()
@@ -399,6 +406,75 @@ def run(
     return result
 
 
+def _valgrind(log: Path) -> list[str]:
+    """Run under cachegrind counting instructions only (no cache simulation), the count in ``log``."""
+    return [
+        "valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null", f"--log-file={log}",
+    ]  # fmt: skip
+
+
+def _instructions_in(log: Path) -> int:
+    match = re.search(r"I\s+refs:\s+([\d,]+)", log.read_text(errors="replace"))
+    if match is None:
+        message = f"valgrind wrote no instruction count to {log}: {log.read_text(errors='replace')[-500:]}"
+        raise click.ClickException(message)
+    return int(match.group(1).replace(",", ""))
+
+
+def count_instructions(
+    *,
+    tasks: int = 1000,
+    redis_url: str | None = None,
+    traces: float = 0.1,
+    traces_max_per_s: float = DEFAULT_TRACES_MAX_PER_S,
+    variants: tuple[str, ...] = tuple(MODES),
+    base: int = 100,
+    timeout_s: float = 1800,
+) -> dict[str, Any]:
+    """CPU instructions per task of each variant, counted by valgrind: a worker drains ``base`` tasks, another
+    ``base + tasks``, and the difference over ``tasks`` leaves start-up and shutdown out. The counts
+    repeat to within about 1% from run to run whatever else the machine does, where throughput here
+    swings by 10-30% between rounds. Under valgrind tasks run tens of times slower, so the kit's trace
+    budget (per second) does not bind: every variant traces at the sample rate (``traces=0`` compares
+    the untraced path)."""
+    if shutil.which("valgrind") is None:
+        message = "counting instructions needs valgrind (Debian: apt-get install valgrind)"
+        raise click.ClickException(message)
+    modes = [m for m in MODES if m == "bare" or m in variants]
+    _ensure_peers(modes)
+    per_task: dict[str, float] = {}
+    with _redis_url(redis_url) as url, tempfile.TemporaryDirectory(prefix="obskit-bench-") as tmp:
+        sink = EnvelopeRecorder(keep=False)
+        try:
+            for mode in modes:
+                counts = []
+                for n in (base, base + tasks):
+                    log = Path(tmp) / f"{mode}-{n}.log"
+                    _round(
+                        mode,
+                        number=0,
+                        tasks=n,
+                        redis_url=url,
+                        sink=sink,
+                        traces=traces,
+                        traces_max_per_s=traces_max_per_s,
+                        timeout_s=timeout_s,
+                        valgrind_log=log,
+                    )
+                    counts.append(_instructions_in(log))
+                per_task[mode] = (counts[1] - counts[0]) / tasks
+        finally:
+            sink.close()
+    return {
+        "tasks": tasks,
+        "traces sample rate": traces,
+        "variants": {
+            MODES[mode]: {"instructions_per_task": round(count), "ratio": round(per_task["bare"] / count, 3)}
+            for mode, count in per_task.items()
+        },
+    }
+
+
 def _kit_summary(results: list[dict[str, Any]]) -> dict[str, Any]:
     """The kit against bare, under the keys the README and earlier reports quote."""
 
@@ -456,6 +532,12 @@ def _variants_option(ctx: click.Context, param: click.Parameter, value: str) -> 
     show_default=True,
     help="The kit worker's budget of traced tasks per second (OBSKIT_CELERY_TRACES_MAX_PER_S).",
 )
+@click.option(
+    "--instructions",
+    type=click.IntRange(min=1),
+    help="Instead of timing rounds, count CPU instructions per task under valgrind over this many tasks "
+    "(repeatable to about 1% on a busy machine; tens of times slower).",
+)
 @click.option("--json", "as_json", is_flag=True)
 def bench_celery(
     *,
@@ -465,10 +547,27 @@ def bench_celery(
     redis_url: str | None,
     traces: float,
     traces_max_per_s: float,
+    instructions: int | None,
     as_json: bool,
 ) -> None:
     """Worker throughput: bare Celery, Celery with the kit, Sentry's CeleryIntegration and OpenTelemetry's
     Celery instrumentation (solo pool, acks_late, Redis broker)."""
+    if instructions is not None:
+        counted = count_instructions(
+            tasks=instructions,
+            redis_url=redis_url,
+            traces=traces,
+            traces_max_per_s=traces_max_per_s,
+            variants=variants,
+        )
+        if as_json:
+            click.echo(json.dumps(counted, indent=2))
+            return
+        click.echo(f"CPU instructions per task over {instructions} tasks, traces {traces} (valgrind)\n")
+        click.echo(f"{'variant':<34} {'instructions':>13} {'bare/variant':>13}")
+        for name, row in counted["variants"].items():
+            click.echo(f"{name:<34} {row['instructions_per_task']:>13,} {row['ratio']:>13.3f}")
+        return
     result = run(
         tasks=tasks,
         rounds=rounds,

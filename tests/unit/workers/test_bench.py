@@ -74,3 +74,24 @@ def test_round_that_ran_other_instrumentation_fails(mode: str, marks: list[str])
 )
 def test_round_with_its_own_instrumentation_passes(mode: str, mark: str) -> None:
     _bench._check_tracing(mode, [mark, mark])
+
+
+def test_instructions_are_read_from_valgrinds_summary(tmp_path: Any) -> None:
+    log = tmp_path / "kit.log"
+    log.write_text(
+        "==12== Cachegrind, a cache and branch-prediction profiler\n==12== \n==12== I   refs:      3,189,920,517\n"
+    )
+    assert _bench._instructions_in(log) == 3_189_920_517
+
+
+def test_a_worker_that_left_no_count_is_an_error_that_shows_its_log(tmp_path: Any) -> None:
+    log = tmp_path / "kit.log"
+    log.write_text("==12== valgrind: fatal error: cannot execute\n")
+    with pytest.raises(click.ClickException, match=r"no instruction count.*cannot execute"):
+        _bench._instructions_in(log)
+
+
+def test_counting_instructions_without_valgrind_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_bench.shutil, "which", lambda name: None)
+    with pytest.raises(click.ClickException, match="apt-get install valgrind"):
+        _bench.count_instructions(tasks=10, variants=("kit",))
