@@ -503,6 +503,8 @@ class Runner:
         else:
             self._metrics.kafka_commits.labels(self._service, "error").inc()
             logger.warning("offset commit failed: %s", err)
+            # The stored offsets are still there: the next commit (or the one at shutdown) sends them again.
+            self._stored_since_commit = True
 
     def _on_error(self, err: Any) -> None:
         """Transport trouble (brokers down, restarts): logged and counted, never one Sentry event each."""

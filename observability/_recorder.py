@@ -5,9 +5,11 @@ runs one in its own process: it prints its DSN, answers ``GET /counts`` and stop
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import logging
+import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -31,8 +33,7 @@ class EnvelopeRecorder:
         self.counts: dict[str, int] = {}
         self._keep = keep
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), _handler(self))
-        self._server.daemon_threads = True
+        self._server = _Server(("127.0.0.1", port), _handler(self))
         self._thread = threading.Thread(target=self._server.serve_forever, name="obskit-envelope-recorder", daemon=True)
         self._thread.start()
         self.dsn = f"http://public@127.0.0.1:{self._server.server_port}/1"
@@ -58,8 +59,37 @@ class EnvelopeRecorder:
 
     def close(self) -> None:
         self._server.shutdown()
+        self._server.close_connections()  # kept alive, their threads would go on recording
         self._server.server_close()
         self._thread.join(5.0)
+
+
+class _Server(ThreadingHTTPServer):
+    """Knows its open connections, so that closing it also ends the ones kept alive."""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
+        super().__init__(address, handler)
+        self._open: set[socket.socket] = set()
+        self._open_lock = threading.Lock()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._open_lock:
+            self._open.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._open_lock:
+            self._open.discard(request)
+        super().shutdown_request(request)
+
+    def close_connections(self) -> None:
+        with self._open_lock:
+            still_open = list(self._open)
+        for connection in still_open:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
 
 
 def _handler(recorder: EnvelopeRecorder) -> type[BaseHTTPRequestHandler]:
@@ -74,13 +104,16 @@ def _handler(recorder: EnvelopeRecorder) -> type[BaseHTTPRequestHandler]:
 
         def do_POST(self) -> None:
             raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            if self.headers.get("Content-Encoding") == "gzip":
-                raw = gzip.decompress(raw)
-            recorder._receive(raw)
+            try:
+                recorder._receive(_decoded(raw, self.headers.get("Content-Encoding")))
+            except Exception as exc:  # a body it cannot read: answered, as Sentry's ingest does
+                logger.warning("envelope recorder: unreadable envelope: %s", exc)
+                self._reply(json.dumps({"detail": str(exc)}).encode(), status=400)
+                return
             self._reply(b"{}")
 
-        def _reply(self, body: bytes) -> None:
-            self.send_response(200)
+        def _reply(self, body: bytes, status: int = 200) -> None:
+            self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
@@ -90,6 +123,16 @@ def _handler(recorder: EnvelopeRecorder) -> type[BaseHTTPRequestHandler]:
             logger.debug("envelope recorder: " + format, *args)
 
     return Handler
+
+
+def _decoded(raw: bytes, encoding: str | None) -> bytes:
+    if encoding == "gzip":
+        return gzip.decompress(raw)
+    if encoding == "br":  # the SDK's choice when the brotli package is installed
+        import brotli  # type: ignore[import-not-found]
+
+        return bytes(brotli.decompress(raw))
+    return raw
 
 
 def _json(item: Any) -> dict[str, Any] | None:

@@ -195,6 +195,17 @@ class LazyUnit(Unit):
             self._resolve_now()
         return Unit.trace_id.fget(self)  # type: ignore[attr-defined,no-any-return]
 
+    @property
+    def span_id(self) -> str:
+        # Resolved first, like the trace: a span id made for one source must not survive a rebind.
+        if self._pending:
+            self._resolve_now()
+        return Unit.span_id.fget(self)  # type: ignore[attr-defined,no-any-return]
+
+    @span_id.setter
+    def span_id(self, value: str) -> None:
+        self._span_id = value
+
 
 _current: ContextVar[Unit | None] = ContextVar("obskit_unit", default=None)
 

@@ -24,6 +24,7 @@ __all__ = [
     "extract",
     "inject",
     "outgoing_headers",
+    "sampled_flag",
 ]
 
 SENTRY_TRACE = "sentry-trace"
@@ -117,13 +118,24 @@ def extract(carrier: Carrier | None) -> Incoming:
             traceparent = _text(value)
         elif lowered == USER_ID:
             user_id = _text(value)
-    parsed = (_parse_sentry_trace(sentry_trace) if sentry_trace else None) or (
-        _parse_traceparent(traceparent) if traceparent else None
-    )
+    parsed = _parse_trace(sentry_trace, traceparent)
     if parsed is None:
         return Incoming(user_id=user_id or None)
     trace_id, span_id, sampled = parsed
     return Incoming(trace_id, span_id, sampled, baggage, user_id or None)
+
+
+def _parse_trace(sentry_trace: str | None, traceparent: str | None) -> tuple[str, str, bool | None] | None:
+    """Sentry's header when it is valid, else W3C's."""
+    return (_parse_sentry_trace(sentry_trace) if sentry_trace else None) or (
+        _parse_traceparent(traceparent) if traceparent else None
+    )
+
+
+def sampled_flag(sentry_trace: object, traceparent: object) -> bool | None:
+    """The incoming trace's sampling decision alone, as :func:`extract` reads it from these two headers."""
+    parsed = _parse_trace(_text(sentry_trace), _text(traceparent))
+    return None if parsed is None else parsed[2]
 
 
 def bind_incoming(incoming: Incoming, *, sampled: bool | None = None, **tags: Any) -> bind:

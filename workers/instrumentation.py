@@ -48,6 +48,7 @@ from observability.propagation import (
     bind_incoming,
     extract,
     outgoing_headers,
+    sampled_flag,
 )
 from observability.slo import Outcome
 from workers import _crons
@@ -214,7 +215,7 @@ class _Kit:
         if current() is None:
             # The usual case: the unit's user, trace and tags are read from the request only when
             # something asks (an event, a log record, a message sent on, a transaction).
-            unit = _take_unit()
+            unit = LazyUnit(_resolve_request)
             unit.rebind(request, (name, task_id, queue))
             unit.sampled = sampled
             run = _Run(self, None, activate(unit), unit, queue)
@@ -238,10 +239,7 @@ class _Kit:
             # A sampled attempt collects its spans on the unit; its transaction is built at postrun,
             # directly (tens of microseconds), not through the SDK's span machinery (hundreds).
             if sampled and self.sentry and observability.sentry.transport_has_room():
-                if run.token is not None:
-                    run.unit.mark_sampled()  # a reused unit: its next task starts without these spans
-                else:
-                    run.unit.spans = []
+                run.unit.spans = []
                 run.traced_since = now
             monitor = get(_crons.MONITOR_HEADER)
             if monitor and self.sentry:
@@ -468,7 +466,6 @@ def _task_postrun(sender: Any = None, task: Any = None, retval: Any = None, stat
     finally:
         if run.token is not None:
             deactivate(run.token)
-            _put_back(run.unit)
         else:
             run.binder.__exit__(None, None, None)
 
@@ -527,28 +524,8 @@ def _trace_carrier(get: Callable[[str], Any]) -> dict[str, Any]:
 
 
 def _parent_sampled(get: Callable[[str], Any]) -> bool | None:
-    """The incoming trace's sampling decision, from the headers' flag alone (the rest is read lazily)."""
-    value = get(SENTRY_TRACE)
-    if value and isinstance(value, str):
-        return True if value.endswith("-1") else False if value.endswith("-0") else None
-    value = get(TRACEPARENT)
-    if value and isinstance(value, str):
-        return True if value.endswith("-01") else None
-    return None
-
-
-# A unit put back by the thread's last task, re-pointed at the next task's request instead of a new one
-# built: taken while a task runs, so two tasks never share one (greenlets of an unpatched thread).
-_spare = threading.local()
-
-
-def _take_unit() -> LazyUnit:
-    unit: LazyUnit | None = _spare.__dict__.pop("unit", None)
-    return LazyUnit(_resolve_request) if unit is None else unit
-
-
-def _put_back(unit: LazyUnit) -> None:
-    _spare.unit = unit
+    """The incoming trace's sampling decision, read as ``extract`` reads it (the rest is read lazily)."""
+    return sampled_flag(get(SENTRY_TRACE), get(TRACEPARENT))
 
 
 def _resolve_request(unit: LazyUnit, request: Any, extra: tuple[str, str, str]) -> None:

@@ -1,5 +1,8 @@
 """The local ingest endpoint keeps what the SDK sends, check-ins included (they arrive as bytes)."""
 
+from typing import Any
+
+import pytest
 import sentry_sdk
 from sentry_sdk.crons import capture_checkin
 
@@ -41,3 +44,39 @@ def test_a_sender_keeps_one_connection_for_every_envelope(envelope_recorder: Env
     assert sockets[0] is not None
     assert sockets == [sockets[0]] * 3, "one connection for every request"
     connection.close()
+
+
+def _post(connection: Any, body: bytes) -> int:
+    connection.request("POST", "/api/1/envelope/", body=body)
+    response = connection.getresponse()
+    response.read()
+    return int(response.status)
+
+
+def test_an_unreadable_envelope_is_answered_400_and_nothing_is_recorded() -> None:
+    import http.client
+    from urllib.parse import urlsplit
+
+    recorder = EnvelopeRecorder()
+    connection = http.client.HTTPConnection("127.0.0.1", urlsplit(recorder.dsn).port, timeout=5)
+    try:
+        assert _post(connection, b"not an envelope\n{{{") == 400
+        assert _post(connection, b'{}\n{"type":"event"}\n{"message":"after"}\n') == 200  # the connection lives on
+        assert recorder.counts == {"event": 1}
+    finally:
+        connection.close()
+        recorder.close()
+
+
+def test_closing_ends_the_connections_kept_alive() -> None:
+    import http.client
+    from urllib.parse import urlsplit
+
+    recorder = EnvelopeRecorder()
+    connection = http.client.HTTPConnection("127.0.0.1", urlsplit(recorder.dsn).port, timeout=5)
+    assert _post(connection, b'{}\n{"type":"event"}\n{"message":"before"}\n') == 200
+    recorder.close()
+    with pytest.raises((ConnectionError, http.client.HTTPException)):
+        _post(connection, b'{}\n{"type":"event"}\n{"message":"after close"}\n')
+    connection.close()
+    assert recorder.counts == {"event": 1}

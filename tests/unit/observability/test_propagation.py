@@ -9,6 +9,7 @@ from observability.propagation import (
     bind_incoming,
     extract,
     inject,
+    sampled_flag,
 )
 
 TRACE = "0af7651916cd43dd8448eb211c80319c"
@@ -86,3 +87,25 @@ def test_two_units_without_headers_get_two_trace_ids() -> None:
 def test_header_names_are_case_insensitive() -> None:
     assert extract({"X-User-Id": "7", "Sentry-Trace": f"{TRACE}-{SPAN}"}).user_id == "7"
     assert USER_ID == "x-user-id"
+
+
+@pytest.mark.parametrize(
+    ("sentry_trace", "traceparent"),
+    [
+        (f"{TRACE}-{SPAN}-1", None),
+        (f"{TRACE}-{SPAN}-0", None),
+        (f"{TRACE}-{SPAN}", None),
+        (f"  {TRACE}-{SPAN}-1 ", None),
+        (f"{TRACE}-{SPAN}-1".encode(), None),
+        (None, f"00-{TRACE}-{SPAN}-01"),
+        (None, f"00-{TRACE}-{SPAN}-03"),
+        (None, f"01-{TRACE}-{SPAN}-01-extra"),
+        (None, f"00-{TRACE}-{SPAN}-00"),
+        ("not-a-trace-0", f"00-{TRACE}-{SPAN}-01"),
+        ("garbage-1", None),
+        (None, None),
+    ],
+)
+def test_the_sampling_flag_alone_reads_as_extract_reads_it(sentry_trace: object, traceparent: object) -> None:
+    carrier = {k: v for k, v in ((SENTRY_TRACE, sentry_trace), (TRACEPARENT, traceparent)) if v is not None}
+    assert sampled_flag(sentry_trace, traceparent) == extract(carrier).parent_sampled

@@ -383,6 +383,19 @@ def test_set_user_on_an_unresolved_lazy_unit_is_not_overwritten_by_its_source(ob
     assert event["tags"]["user_id"] == "set-by-handler"
 
 
+def test_a_lazy_units_span_id_does_not_outlive_its_source() -> None:
+    from observability.context import LazyUnit
+
+    def resolve(unit: LazyUnit, source: str, extra: object) -> None:
+        unit.set_trace(None)
+
+    unit = LazyUnit(resolve)
+    unit.rebind("first")
+    first = unit.span_id  # read without the trace: still the first source's
+    unit.rebind("second")
+    assert unit.span_id != first
+
+
 def test_business_rule_error_survives_pickling() -> None:
     import pickle
 
