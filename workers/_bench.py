@@ -552,33 +552,34 @@ def bench_celery(
 ) -> None:
     """Worker throughput: bare Celery, Celery with the kit, Sentry's CeleryIntegration and OpenTelemetry's
     Celery instrumentation (solo pool, acks_late, Redis broker)."""
+    common: dict[str, Any] = {
+        "redis_url": redis_url,
+        "traces": traces,
+        "traces_max_per_s": traces_max_per_s,
+        "variants": variants,
+    }
     if instructions is not None:
-        counted = count_instructions(
-            tasks=instructions,
-            redis_url=redis_url,
-            traces=traces,
-            traces_max_per_s=traces_max_per_s,
-            variants=variants,
-        )
-        if as_json:
-            click.echo(json.dumps(counted, indent=2))
-            return
-        click.echo(f"CPU instructions per task over {instructions} tasks, traces {traces} (valgrind)\n")
-        click.echo(f"{'variant':<34} {'instructions':>13} {'bare/variant':>13}")
-        for name, row in counted["variants"].items():
-            click.echo(f"{name:<34} {row['instructions_per_task']:>13,} {row['ratio']:>13.3f}")
-        return
-    result = run(
-        tasks=tasks,
-        rounds=rounds,
-        redis_url=redis_url,
-        traces=traces,
-        traces_max_per_s=traces_max_per_s,
-        variants=variants,
-    )
+        result = count_instructions(tasks=instructions, **common)
+    else:
+        result = run(tasks=tasks, rounds=rounds, **common)
     if as_json:
         click.echo(json.dumps(result, indent=2))
-        return
+    elif instructions is not None:
+        _echo_instructions(result)
+    else:
+        _echo_rounds(result)
+
+
+def _echo_instructions(result: dict[str, Any]) -> None:
+    click.echo(
+        f"CPU instructions per task over {result['tasks']} tasks, traces {result['traces sample rate']} (valgrind)\n"
+    )
+    click.echo(f"{'variant':<34} {'instructions':>13} {'bare/variant':>13}")
+    for name, row in result["variants"].items():
+        click.echo(f"{name:<34} {row['instructions_per_task']:>13,} {row['ratio']:>13.3f}")
+
+
+def _echo_rounds(result: dict[str, Any]) -> None:
     for key, value in result.items():
         if key not in ("variants", "rounds detail"):
             click.echo(f"{key:<34} {value}")
