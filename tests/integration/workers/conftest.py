@@ -172,7 +172,7 @@ def module_workers(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> 
     started.stop_all()
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def producer_app(redis_url: str) -> Callable[[str], WorkerApp]:
     """The kit's Celery app as a producer (the test process) publishing onto a given queue."""
 
@@ -204,6 +204,11 @@ def api(sentry_server: Any) -> Iterator[ServerAPI]:
     )
     yield server
     server.close()
+
+
+def new_user() -> str:
+    """A user id no other test uses: the server is searched by it."""
+    return f"u-{uuid.uuid4().hex[:10]}"
 
 
 def events_of_user(api: ServerAPI, user_id: str) -> list[StoredEvent]:

@@ -4,7 +4,7 @@ events, one trace along a chain, one event for a task that fails after its retri
 from __future__ import annotations
 
 import time
-import uuid
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -15,8 +15,8 @@ from observability.sentry_api import ServerAPI
 from observability.slo import Outcome
 from observability.slo.store import Store
 from tests.helpers import wait_for, wait_for_event
-from tests.integration.workers.conftest import ENV, Worker, Workers, events_of_user
-from workers import WorkerApp, WorkerSettings, make_app
+from tests.integration.workers.conftest import ENV, Worker, Workers, events_of_user, new_user
+from workers import WorkerApp
 
 
 @pytest.fixture(scope="module")
@@ -25,8 +25,8 @@ def worker(module_workers: Workers, sentry_server: Any) -> Worker:
 
 
 @pytest.fixture(scope="module")
-def app(worker: Worker, redis_url: str) -> WorkerApp:
-    return make_app(WorkerSettings(redis_url=redis_url, queue=worker.queue), set_as_current=False)
+def app(worker: Worker, producer_app: Callable[[str], WorkerApp]) -> WorkerApp:
+    return producer_app(worker.queue)
 
 
 @pytest.fixture(scope="module")
@@ -37,10 +37,6 @@ def slo_store(redis_client: Any) -> Store:
 def slo_counts(store: Store, worker: Worker) -> dict[Outcome, int]:
     (reading,) = store.read([(worker.service, ENV)], [3600], time.time())
     return dict(reading.windows[3600])
-
-
-def new_user() -> str:
-    return f"u-{uuid.uuid4().hex[:10]}"
 
 
 def test_the_publishers_trace_and_user_are_the_tags_of_the_workers_event(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from confluent_kafka import Consumer
@@ -16,8 +17,8 @@ import observability as obs
 from observability.propagation import extract
 from observability.sentry_api import ServerAPI
 from tests.helpers import wait_for
-from tests.integration.workers.conftest import ENV, Workers, events_of_user
-from workers import WorkerSettings, make_app
+from tests.integration.workers.conftest import ENV, Workers, events_of_user, new_user
+from workers import WorkerApp
 
 
 def read_one(bootstrap: str, topic: str, timeout_s: float = 30) -> Any:
@@ -45,12 +46,12 @@ def create_topic(bootstrap: str) -> str:
 
 
 def test_the_produced_message_continues_the_tasks_trace_and_user(
-    workers: Workers, kafka_bootstrap: str, sentry_server: Any, redis_url: str
+    workers: Workers, kafka_bootstrap: str, sentry_server: Any, producer_app: Callable[[str], WorkerApp]
 ) -> None:
     topic = create_topic(kafka_bootstrap)
     worker = workers.start(KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap, SENTRY_DSN=sentry_server.dsn)
-    app = make_app(WorkerSettings(redis_url=redis_url, queue=worker.queue), set_as_current=False)
-    user = f"u-{uuid.uuid4().hex[:8]}"
+    app = producer_app(worker.queue)
+    user = new_user()
     payment = {"payment_id": uuid.uuid4().hex, "user_id": user, "amount": 12.5, "currency": "EUR"}
     with obs.bind(user_id=user) as unit:
         result = app.send_task("workers.tasks.publish_payment_event", args=[payment], kwargs={"topic": topic})
@@ -66,7 +67,11 @@ def test_the_produced_message_continues_the_tasks_trace_and_user(
 
 
 def test_one_trace_runs_from_the_publisher_through_the_task_into_the_consumer(
-    workers: Workers, kafka_bootstrap: str, sentry_server: Any, redis_url: str, api: ServerAPI
+    workers: Workers,
+    kafka_bootstrap: str,
+    sentry_server: Any,
+    producer_app: Callable[[str], WorkerApp],
+    api: ServerAPI,
 ) -> None:
     from consumers.examples import handle_payment
     from consumers.runner import Runner
@@ -74,8 +79,8 @@ def test_one_trace_runs_from_the_publisher_through_the_task_into_the_consumer(
 
     topic = create_topic(kafka_bootstrap)
     worker = workers.start(KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap, SENTRY_DSN=sentry_server.dsn)
-    app = make_app(WorkerSettings(redis_url=redis_url, queue=worker.queue), set_as_current=False)
-    user = f"u-{uuid.uuid4().hex[:8]}"
+    app = producer_app(worker.queue)
+    user = new_user()
     # Over the daily limit: the consumer's handler reports a business failure, a Sentry message.
     payment = {"payment_id": uuid.uuid4().hex, "user_id": user, "amount": 50_000, "currency": "EUR"}
     with obs.bind(user_id=user) as unit:

@@ -6,14 +6,15 @@ from __future__ import annotations
 import os
 import signal
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import observability as obs
 from observability.sentry_api import ServerAPI
 from tests.helpers import wait_for
-from tests.integration.workers.conftest import Workers, events_of_user
-from workers import WorkerSettings, make_app
+from tests.integration.workers.conftest import Workers, events_of_user, new_user
+from workers import WorkerApp
 
 
 def attempts(redis_client: Any, key: str) -> int:
@@ -21,13 +22,17 @@ def attempts(redis_client: Any, key: str) -> int:
 
 
 def test_a_task_whose_child_is_killed_runs_again_at_once_completes_and_the_loss_is_one_tagged_event(
-    workers: Workers, redis_client: Any, redis_url: str, sentry_server: Any, api: ServerAPI
+    workers: Workers,
+    redis_client: Any,
+    producer_app: Callable[[str], WorkerApp],
+    sentry_server: Any,
+    api: ServerAPI,
 ) -> None:
     # The visibility timeout is an hour: only an immediate requeue can finish the task within the wait.
     worker = workers.start(SENTRY_DSN=sentry_server.dsn)
-    app = make_app(WorkerSettings(redis_url=redis_url, queue=worker.queue), set_as_current=False)
+    app = producer_app(worker.queue)
     key = f"block-{uuid.uuid4().hex[:8]}"
-    user = f"u-{uuid.uuid4().hex[:10]}"
+    user = new_user()
     with obs.bind(user_id=user) as unit:
         result = app.send_task("probe.block", args=[key])
     wait_for(lambda: attempts(redis_client, key) == 1, 30, "the first attempt started")
@@ -60,12 +65,16 @@ def test_a_task_whose_child_is_killed_runs_again_at_once_completes_and_the_loss_
 
 
 def test_a_task_that_calls_sys_exit_runs_again_and_the_exit_is_one_tagged_event(
-    workers: Workers, redis_client: Any, redis_url: str, sentry_server: Any, api: ServerAPI
+    workers: Workers,
+    redis_client: Any,
+    producer_app: Callable[[str], WorkerApp],
+    sentry_server: Any,
+    api: ServerAPI,
 ) -> None:
     worker = workers.start(SENTRY_DSN=sentry_server.dsn)
-    app = make_app(WorkerSettings(redis_url=redis_url, queue=worker.queue), set_as_current=False)
+    app = producer_app(worker.queue)
     key = f"exit-{uuid.uuid4().hex[:8]}"
-    user = f"u-{uuid.uuid4().hex[:10]}"
+    user = new_user()
     with obs.bind(user_id=user):
         result = app.send_task("probe.exit_once", args=[key])
     assert result.get(timeout=60) == 2
@@ -82,11 +91,11 @@ def test_a_task_that_calls_sys_exit_runs_again_and_the_exit_is_one_tagged_event(
 
 
 def test_tasks_of_a_killed_parent_run_after_the_visibility_timeout_and_none_is_lost(
-    workers: Workers, redis_client: Any, redis_url: str
+    workers: Workers, redis_client: Any, producer_app: Callable[[str], WorkerApp]
 ) -> None:
     timeout = {"OBSKIT_CELERY_VISIBILITY_TIMEOUT_S": "8"}
     first = workers.start(**timeout)
-    app = make_app(WorkerSettings(redis_url=redis_url, queue=first.queue), set_as_current=False)
+    app = producer_app(first.queue)
     keys = [f"block-{uuid.uuid4().hex[:8]}" for _ in range(4)]
     results = [app.send_task("probe.block", args=[key]) for key in keys]
     # Two children, one task reserved each: two tasks run, two wait in the queue.
@@ -107,9 +116,11 @@ def test_tasks_of_a_killed_parent_run_after_the_visibility_timeout_and_none_is_l
         assert redis_client.llen(f"{key}:done") == 1, key
 
 
-def test_with_one_task_per_child_metrics_count_exactly_the_tasks_that_ran(workers: Workers, redis_url: str) -> None:
+def test_with_one_task_per_child_metrics_count_exactly_the_tasks_that_ran(
+    workers: Workers, producer_app: Callable[[str], WorkerApp]
+) -> None:
     worker = workers.start("--max-tasks-per-child", "1")
-    app = make_app(WorkerSettings(redis_url=redis_url, queue=worker.queue), set_as_current=False)
+    app = producer_app(worker.queue)
     n = 8
     results = [app.send_task("probe.noop", args=[k]) for k in range(n)]
     assert sorted(r.get(timeout=60) for r in results) == list(range(n))
