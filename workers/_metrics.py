@@ -119,16 +119,16 @@ def compact_dead_processes(path: str, alive: Callable[[int], bool] = _alive) -> 
     folded: set[int] = set()
     for kind, dead in files.items():
         archive = os.path.join(path, f"{kind}_archive.db")
-        totals = _sum_values([archive]) if os.path.exists(archive) else {}
+        totals: dict[str, tuple[float, float]] = {}
+        if os.path.exists(archive):
+            _add_values(totals, archive)
         readable = []
         for pid, file in dead:
             try:
-                values = _sum_values([file])
+                _add_values(totals, file)
             except Exception as exc:
                 logger.warning("obskit: cannot read the metric file %s (%s); left as it is", file, exc)
                 continue
-            for key, (value, timestamp) in values.items():
-                totals[key] = (totals.get(key, (0.0, 0.0))[0] + value, timestamp)
             readable.append((pid, file))
         if readable:
             _replace(archive, totals)
@@ -138,15 +138,13 @@ def compact_dead_processes(path: str, alive: Callable[[int], bool] = _alive) -> 
     return sorted(folded)
 
 
-def _sum_values(files: Iterable[str]) -> dict[str, tuple[float, float]]:
-    """Each key's value summed over the files, with the last timestamp seen."""
+def _add_values(totals: dict[str, tuple[float, float]], file: str) -> None:
+    """Add the file's values to ``totals`` key by key, keeping the last timestamp seen. The file is read
+    whole first: one that cannot be read adds nothing."""
     from prometheus_client.mmap_dict import MmapedDict
 
-    totals: dict[str, tuple[float, float]] = {}
-    for file in files:
-        for key, value, timestamp, _ in list(MmapedDict.read_all_values_from_file(file)):
-            totals[key] = (totals.get(key, (0.0, 0.0))[0] + value, timestamp)
-    return totals
+    for key, value, timestamp, _ in list(MmapedDict.read_all_values_from_file(file)):
+        totals[key] = (totals.get(key, (0.0, 0.0))[0] + value, timestamp)
 
 
 def _replace(archive: str, values: dict[str, tuple[float, float]]) -> None:
