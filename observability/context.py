@@ -116,6 +116,12 @@ class Unit:
         self.breadcrumbs.append(crumb)
 
 
+# Unit's own slots behind LazyUnit's lazy properties, written directly where nothing is to resolve.
+_USER_ID, _PARENT_SPAN_ID, _BAGGAGE, _TAGS = (
+    Unit.__dict__[name] for name in ("user_id", "parent_span_id", "baggage", "tags")
+)
+
+
 def _lazy_slot(name: str) -> Any:
     """A property over Unit's slot ``name`` that first resolves the unit's source, if still pending."""
     slot = Unit.__dict__[name]
@@ -149,7 +155,18 @@ class LazyUnit(Unit):
     tags = _lazy_slot("tags")
 
     def __init__(self, resolve: Callable[[LazyUnit, Any, Any], None]) -> None:
-        super().__init__(None, None, None, None, None, None, {})
+        # Unit's fields, as Unit(None, None, ...) sets them; the lazy ones straight into their slots, not
+        # through the properties (one is made per Celery task).
+        _USER_ID.__set__(self, None)
+        _PARENT_SPAN_ID.__set__(self, None)
+        _BAGGAGE.__set__(self, None)
+        _TAGS.__set__(self, {})
+        self.user_fields = None
+        self.spans = None
+        self._trace_id = None
+        self._span_id = None
+        self.sampled = None
+        self.breadcrumbs = None
         self._resolver = resolve
         self._source: Any = None
         self._extra: Any = None

@@ -34,6 +34,9 @@ USER_ID = "x-user-id"
 
 _HEX32 = re.compile(r"^[0-9a-f]{32}$")
 _HEX16 = re.compile(r"^[0-9a-f]{16}$")
+# The form every Sentry SDK writes: trace, span, an optional sampled flag. Matched in one step; anything
+# else takes the general parse, which reads this form the same way.
+_SENTRY_TRACE = re.compile(r"[0-9a-f]{32}-[0-9a-f]{16}(?:-[01])?")
 _ZERO_TRACE = "0" * 32
 _ZERO_SPAN = "0" * 16
 
@@ -67,6 +70,8 @@ class Incoming:
 
 
 def _parse_sentry_trace(value: str) -> tuple[str, str, bool | None] | None:
+    if _SENTRY_TRACE.fullmatch(value):
+        return value[:32], value[33:49], None if len(value) == 49 else value[50] == "1"
     parts = value.strip().split("-")
     if len(parts) < 2 or not _HEX32.match(parts[0]) or not _HEX16.match(parts[1]):
         return None
@@ -134,6 +139,8 @@ def _parse_trace(sentry_trace: str | None, traceparent: str | None) -> tuple[str
 
 def sampled_flag(sentry_trace: object, traceparent: object) -> bool | None:
     """The incoming trace's sampling decision alone, as :func:`extract` reads it from these two headers."""
+    if type(sentry_trace) is str and _SENTRY_TRACE.fullmatch(sentry_trace):  # the usual header, in one step
+        return None if len(sentry_trace) == 49 else sentry_trace[50] == "1"
     parsed = _parse_trace(_text(sentry_trace), _text(traceparent))
     return None if parsed is None else parsed[2]
 

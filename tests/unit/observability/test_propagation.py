@@ -90,22 +90,34 @@ def test_header_names_are_case_insensitive() -> None:
 
 
 @pytest.mark.parametrize(
-    ("sentry_trace", "traceparent"),
+    ("sentry_trace", "traceparent", "trace_id", "sampled"),
     [
-        (f"{TRACE}-{SPAN}-1", None),
-        (f"{TRACE}-{SPAN}-0", None),
-        (f"{TRACE}-{SPAN}", None),
-        (f"  {TRACE}-{SPAN}-1 ", None),
-        (f"{TRACE}-{SPAN}-1".encode(), None),
-        (None, f"00-{TRACE}-{SPAN}-01"),
-        (None, f"00-{TRACE}-{SPAN}-03"),
-        (None, f"01-{TRACE}-{SPAN}-01-extra"),
-        (None, f"00-{TRACE}-{SPAN}-00"),
-        ("not-a-trace-0", f"00-{TRACE}-{SPAN}-01"),
-        ("garbage-1", None),
-        (None, None),
+        (f"{TRACE}-{SPAN}-1", None, TRACE, True),
+        (f"{TRACE}-{SPAN}-0", None, TRACE, False),
+        (f"{TRACE}-{SPAN}", None, TRACE, None),
+        (f"  {TRACE}-{SPAN}-1 ", None, TRACE, True),
+        (f"{TRACE}-{SPAN}-1\n", None, TRACE, True),
+        (f"{TRACE}-{SPAN}-1-extra", None, TRACE, True),
+        (f"{TRACE}-{SPAN}-2", None, TRACE, None),
+        (f"{TRACE}-{SPAN}-", None, TRACE, None),
+        (f"{TRACE}-{SPAN}-1".encode(), None, TRACE, True),
+        (f"{TRACE.upper()}-{SPAN}-1", f"00-{TRACE}-{SPAN}-00", TRACE, None),
+        (f"{TRACE}-{SPAN}0-1", None, None, None),
+        (None, f"00-{TRACE}-{SPAN}-01", TRACE, True),
+        (None, f"00-{TRACE}-{SPAN}-03", TRACE, True),
+        (None, f"01-{TRACE}-{SPAN}-01-extra", TRACE, True),
+        (None, f"00-{TRACE}-{SPAN}-00", TRACE, None),
+        ("not-a-trace-0", f"00-{TRACE}-{SPAN}-01", TRACE, True),
+        ("garbage-1", None, None, None),
+        (None, None, None, None),
     ],
 )
-def test_the_sampling_flag_alone_reads_as_extract_reads_it(sentry_trace: object, traceparent: object) -> None:
+def test_each_header_form_reads_the_same_in_full_and_for_the_sampling_flag(
+    sentry_trace: object, traceparent: object, trace_id: str | None, sampled: bool | None
+) -> None:
     carrier = {k: v for k, v in ((SENTRY_TRACE, sentry_trace), (TRACEPARENT, traceparent)) if v is not None}
+    incoming = extract(carrier)
+    assert (incoming.trace_id, incoming.parent_sampled) == (trace_id, sampled)
+    if trace_id is not None:
+        assert incoming.parent_span_id == SPAN
     assert sampled_flag(sentry_trace, traceparent) == extract(carrier).parent_sampled

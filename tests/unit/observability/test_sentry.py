@@ -396,6 +396,16 @@ def test_a_lazy_units_span_id_does_not_outlive_its_source() -> None:
     assert unit.span_id != first
 
 
+def test_a_new_lazy_unit_starts_as_an_empty_unit() -> None:
+    from observability.context import LazyUnit, Unit
+
+    lazy, plain = LazyUnit(lambda unit, source, extra: None), Unit(None, None, None, None, None, None, {})
+    for slot in Unit.__slots__:
+        field = Unit.__dict__[slot]
+        assert field.__get__(lazy, Unit) == field.__get__(plain, Unit), slot
+    assert lazy.tags is not LazyUnit(lambda unit, source, extra: None).tags  # no dict shared between units
+
+
 def test_business_rule_error_survives_pickling() -> None:
     import pickle
 
