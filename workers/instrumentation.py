@@ -679,7 +679,7 @@ def _bind_message(request: Any) -> contextlib.AbstractContextManager[Any]:
     """The task's unit from its message (the main process has no unit of its own for it)."""
     try:
         headers = request.request_dict
-        incoming = extract({key: value for key in _TRACE_HEADERS if (value := headers.get(key)) is not None})
+        incoming = extract(_trace_carrier(headers.get))
         queue = (request.delivery_info or _EMPTY).get("routing_key") or "unknown"
         return bind_incoming(
             incoming, task=request.task_name, task_id=request.id, queue=queue, retries=headers.get("retries") or 0
@@ -748,7 +748,7 @@ def _task_internal_error(
             kit.report_failure(sender, exception, args, kwargs)
             return
         data = request if isinstance(request, Mapping) else {}
-        incoming = extract({key: value for key in _TRACE_HEADERS if (value := data.get(key)) is not None})
+        incoming = extract(_trace_carrier(data.get))
         with bind_incoming(incoming, task=name, task_id=task_id or ""):
             kit.report_failure(sender, exception, args, kwargs)
     except Exception:
