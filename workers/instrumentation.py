@@ -72,7 +72,6 @@ RETRY_HISTORY_HEADER = "obskit-retries"
 _MAX_RETRY_HISTORY = 10
 _TRACE_HEADERS = (SENTRY_TRACE, BAGGAGE, TRACEPARENT, USER_ID)
 _CONTROL_FLOW = (Retry, Ignore, Reject)
-_RUN = "_obskit_run"
 
 # Celery loggers whose records the kit replaces with its own events and breadcrumbs: the per-task
 # "received" / "succeeded" / "raised unexpected" lines (the last would be a second event per failure).
@@ -101,13 +100,49 @@ DEFAULT_TRACES_MAX_PER_S = 10.0
 _EMPTY: Mapping[str, Any] = {}
 
 
+class _TaskStats:
+    """One task's metric children and sampler name, looked up once per attempt instead of per metric."""
+
+    __slots__ = ("outcomes", "rate_name", "runtime")
+
+    def __init__(self, rate_name: str, runtime: Any) -> None:
+        self.rate_name = rate_name
+        self.runtime = runtime
+        self.outcomes: dict[str, Any] = {}
+
+
 class _Run:
     """One task attempt in this process, from prerun to postrun."""
 
-    __slots__ = ("binder", "kit", "monitor", "queue", "started", "token", "traced_since", "unit", "wait_s")
+    __slots__ = (
+        "attempt",
+        "binder",
+        "kit",
+        "monitor",
+        "queue",
+        "started",
+        "stats",
+        "task_id",
+        "token",
+        "traced_since",
+        "unit",
+        "wait_s",
+    )
 
-    def __init__(self, kit: _Kit, binder: bind | None, token: Any, unit: Unit, queue: str) -> None:
+    def __init__(
+        self,
+        kit: _Kit,
+        stats: _TaskStats,
+        unit: Unit,
+        *,
+        task_id: str,
+        queue: str,
+        token: Any = None,
+        binder: bind | None = None,
+    ) -> None:
         self.kit = kit
+        self.stats = stats
+        self.task_id = task_id
         # How the unit is undone at postrun: its token (the usual case), or the bind it refines.
         self.binder = binder
         self.token = token
@@ -118,6 +153,19 @@ class _Run:
         self.wait_s: float | None = None
         self.monitor: Mapping[str, Any] | None = None
         self.started = 0.0
+        self.attempt: Any = None  # the _attempt token that postrun resets
+
+
+# The attempt running in this context: set at prerun, reset at postrun. Prerun and postrun are sent
+# by the same call of Celery's tracer, so they share a context; an eager task run inside a task (an
+# eager retry runs under the same id) nests, and postrun pops the innermost.
+_attempt: contextvars.ContextVar[_Run | None] = contextvars.ContextVar("obskit_celery_attempt", default=None)
+
+
+def _running(task_id: object) -> bool:
+    """Whether this context runs an attempt of the task: its outcome is counted at its postrun."""
+    run = _attempt.get()
+    return run is not None and run.task_id == task_id
 
 
 class _TraceBudget:
@@ -156,24 +204,23 @@ class _Kit:
         self._wait = metrics.celery_queue_wait_seconds
         self._skew = metrics.celery_queue_wait_clock_skew
         self._internal = metrics.internal_errors
-        self._task_children: dict[tuple[str, str], Any] = {}
-        self._runtime_children: dict[str, Any] = {}
+        self._stats: dict[str, _TaskStats] = {}
         self._wait_children: dict[str, Any] = {}
-        self._rate_names: dict[str, str] = {}
 
     # -- metric children, created once per label value ---------------------------------------
 
-    def count(self, task: str, outcome: str) -> None:
-        child = self._task_children.get((task, outcome))
-        if child is None:
-            child = self._task_children[(task, outcome)] = self._tasks.labels(self.service, task, outcome)
-        child.inc()
+    def stats(self, task: str) -> _TaskStats:
+        stats = self._stats.get(task)
+        if stats is None:
+            stats = self._stats[task] = _TaskStats(f"task:{task}", self._runtime.labels(self.service, task))
+        return stats
 
-    def observe_runtime(self, task: str, seconds: float) -> None:
-        child = self._runtime_children.get(task)
+    def count(self, task: str, outcome: str, stats: _TaskStats | None = None) -> None:
+        outcomes = (stats or self.stats(task)).outcomes
+        child = outcomes.get(outcome)
         if child is None:
-            child = self._runtime_children[task] = self._runtime.labels(self.service, task)
-        child.observe(seconds)
+            child = outcomes[outcome] = self._tasks.labels(self.service, task, outcome)
+        child.inc()
 
     def observe_wait(self, queue: str, now: float, published_ms: object, eta: object) -> float | None:
         ref = float(published_ms) / 1000.0  # type: ignore[arg-type]
@@ -195,12 +242,6 @@ class _Kit:
         with contextlib.suppress(Exception):  # counting must never raise into Celery
             self._internal.labels(self.service, component).inc()
 
-    def rate_name(self, task: str) -> str:
-        name = self._rate_names.get(task)
-        if name is None:
-            name = self._rate_names[task] = f"task:{task}"
-        return name
-
     # -- a task attempt ------------------------------------------------------------------------
 
     def start(self, task: Any, task_id: str) -> None:
@@ -208,17 +249,18 @@ class _Kit:
         # The message's own headers (Celery's are attributes of the request; the rest are here).
         get = (request.headers or _EMPTY).get
         name = task.name
+        stats = self._stats.get(name) or self.stats(name)
         queue = (request.delivery_info or _EMPTY).get("routing_key") or "unknown"
         # The core's decision (rates, an unsampled parent honoured), then this process's budget: a task
         # over budget is not traced, and neither is what it sends on (the trace is cut at its head).
-        sampled = self.decide(self.rate_name(name), _parent_sampled(get)) and self.budget.take()
+        sampled = self.decide(stats.rate_name, _parent_sampled(get)) and self.budget.take()
         if current() is None:
             # The usual case: the unit's user, trace and tags are read from the request only when
             # something asks (an event, a log record, a message sent on, a transaction).
             unit = LazyUnit(_resolve_request)
             unit.rebind(request, (name, task_id, queue))
             unit.sampled = sampled
-            run = _Run(self, None, activate(unit), unit, queue)
+            run = _Run(self, stats, unit, task_id=task_id, queue=queue, token=activate(unit))
         else:
             # A task run inside another unit (eagerly, ``apply()``): it refines that unit, as a bind does.
             binder = bind_incoming(
@@ -229,8 +271,8 @@ class _Kit:
                 queue=queue,
                 retries=request.retries,
             )
-            run = _Run(self, binder, None, binder.__enter__(), queue)
-        setattr(request, _RUN, run)
+            run = _Run(self, stats, binder.__enter__(), task_id=task_id, queue=queue, binder=binder)
+        run.attempt = _attempt.set(run)
         try:
             history = get(RETRY_HISTORY_HEADER)
             if history:
@@ -253,18 +295,18 @@ class _Kit:
 
     def finish(self, task: Any, run: _Run, state: str | None, retval: Any) -> None:
         elapsed = time.perf_counter() - run.started
-        name = task.name
-        self.observe_runtime(name, elapsed)
+        stats = run.stats
+        stats.runtime.observe(elapsed)
         if state is None and not isinstance(sys.exc_info()[1], Exception):
             # Interrupted (SystemExit: a child terminated at its hard time limit, a task calling
             # sys.exit): the main process decides what becomes of the task (a failure, a redelivery) and
             # counts it. (None with an Exception: Celery's own step before the task failed; counted.)
             outcome = "interrupted"
         else:
-            outcome = _STATE_OUTCOME.get(state, "error")
+            outcome = _STATE_OUTCOME.get(state, "error")  # type: ignore[arg-type]
             if outcome == "error" and isinstance(retval, BusinessRuleError):
                 outcome = "business_failure"
-            self.count(name, outcome)
+            self.count(task.name, outcome, stats)
             slo_outcome = _SLO_OUTCOMES.get(outcome)
             if slo_outcome is not None:
                 slo.record(slo_outcome)
@@ -293,7 +335,7 @@ class _Kit:
             end=time.time(),
             status=_TRANSACTION_STATUS.get(outcome, "unknown"),
             data=data,
-            sample_rate=self.rt.sampler.rate_for(self.rate_name(name)),
+            sample_rate=self.rt.sampler.rate_for(run.stats.rate_name),
         )
 
     def report_failure(self, task: Any, exc: BaseException, args: Any, kwargs: Any) -> None:
@@ -453,12 +495,18 @@ def _task_prerun(sender: Any = None, task_id: str | None = None, task: Any = Non
         kit.internal_error("celery_prerun")
 
 
-def _task_postrun(sender: Any = None, task: Any = None, retval: Any = None, state: str | None = None, **_: Any) -> None:
-    if task is None:
-        return
-    run = task.request.__dict__.pop(_RUN, None)
-    if run is None:
-        return
+def _task_postrun(
+    sender: Any = None,
+    task_id: str | None = None,
+    task: Any = None,
+    retval: Any = None,
+    state: str | None = None,
+    **_: Any,
+) -> None:
+    run = _attempt.get()
+    if run is None or task is None or run.task_id != (task_id or ""):
+        return  # no attempt started here (the kit off at its prerun)
+    _attempt.reset(run.attempt)
     try:
         run.kit.finish(task, run, state, retval)
     except Exception:
@@ -482,8 +530,7 @@ def _task_failure(
     if kit is None or exception is None or isinstance(exception, _CONTROL_FLOW):
         return
     try:
-        request = getattr(sender, "request", None)
-        if request is not None and _RUN in request.__dict__:
+        if _running(task_id):
             # In the attempt's unit (its outcome is counted at postrun), with the task's own exception.
             kit.report_failure(sender, _original(exception), args, kwargs)
             return
@@ -493,6 +540,7 @@ def _task_failure(
         if task_id and not _failed_in_main.add(task_id):
             return
         name = getattr(sender, "name", None) or "unknown"
+        request = getattr(sender, "request", None)
         unit = current()
         bound = unit is not None and unit.tags.get("task_id") == task_id  # by Request, from the message
         with contextlib.nullcontext() if bound else _bind_request(request, name, task_id):
@@ -692,7 +740,7 @@ def _bind_message(request: Any) -> contextlib.AbstractContextManager[Any]:
 def _task_retry(sender: Any = None, request: Any = None, **_: Any) -> None:
     # An attempt that retries is counted at its postrun. Without one, this is the main process
     # cancelling a task on a lost broker connection: it runs again later.
-    if request is None or _RUN in getattr(request, "__dict__", {}):
+    if request is None or _running(getattr(request, "id", None)):
         return
     kit = _active()
     if kit is None:

@@ -64,6 +64,11 @@ def app() -> Any:
         app.tasks["unit.boom"].apply(("x",), routing_key=QUEUE)  # run inside this task: refines its unit
         raise RuntimeError("outer failed after its inner task")
 
+    @app.task(name="unit.replaced", bind=True)
+    def replaced(self: Any, value: int) -> Any:
+        # Eagerly, Celery runs the replacement inside this attempt under the same task id.
+        return self.replace(app.tasks["unit.rule" if value < 0 else "unit.ok"].s(value))
+
     app.conf.task_store_eager_result = False
     return app
 
@@ -262,6 +267,26 @@ def test_tasks_one_after_another_share_nothing(app: Any, obskit_events: Captured
     assert "parent_span_id" not in two["contexts"]["trace"]
     for event in (two, three):
         assert not [c for c in event.get("breadcrumbs", {}).get("values", []) if c.get("category") == "retry"]
+
+
+def test_an_attempt_nested_under_the_same_task_id_is_finished_on_its_own(
+    app: Any, obskit_events: CapturedEvents
+) -> None:
+    ok = run(app, "unit.replaced", 21, headers={"x-user-id": "u-3"})
+    assert ok.get() == 42
+    failed = run(app, "unit.replaced", -5, headers={"x-user-id": "u-4"})
+    # The replacement fails, and the outer attempt with it (``get()`` raises there): one message each,
+    # each in its own unit, with the id both ran under.
+    inner, outer = obskit_events
+    assert [(m["tags"]["task"], m["tags"]["task_id"], m["tags"]["user_id"]) for m in (inner, outer)] == [
+        ("unit.rule", failed.id, "u-4"),
+        ("unit.replaced", failed.id, "u-4"),
+    ]
+    assert tasks_total(obskit_events, "unit.ok", "ok") == 1
+    assert tasks_total(obskit_events, "unit.rule", "business_failure") == 1
+    assert tasks_total(obskit_events, "unit.replaced", "ok") == 1
+    assert tasks_total(obskit_events, "unit.replaced", "business_failure") == 1
+    assert obs.current() is None
 
 
 def test_a_sampled_tasks_spans_stay_in_its_own_transaction(app: Any, traced: CapturedEvents) -> None:
