@@ -312,7 +312,7 @@ class _Kit:
                 slo.record(slo_outcome)
         if run.monitor is not None and outcome not in ("retried", "interrupted"):
             status = "error" if outcome in ("error", "rejected") else "ok"
-            _check_in(run.monitor, status, duration=time.time() - float(run.monitor.get("started") or time.time()))
+            _check_in(run.monitor, status)
         if run.traced_since is not None:
             self._send_transaction(task, run, outcome)
 
@@ -423,15 +423,18 @@ def _retry_breadcrumbs(unit: Unit, history: Any) -> None:
             )
 
 
-def _check_in(monitor: Mapping[str, Any], status: str, duration: float | None = None) -> None:
+def _check_in(monitor: Mapping[str, Any], status: str) -> None:
+    """A Sentry Crons check-in for a scheduled task's monitor; ``ok`` and ``error`` carry the duration
+    since beat sent the task."""
     from sentry_sdk.crons import capture_checkin
 
+    in_progress = status == "in_progress"
     capture_checkin(
         monitor_slug=monitor.get("slug"),
         check_in_id=monitor.get("check_in_id"),
         status=status,
-        duration=duration,
-        monitor_config=monitor.get("config") if status == "in_progress" else None,
+        duration=None if in_progress else time.time() - float(monitor.get("started") or time.time()),
+        monitor_config=monitor.get("config") if in_progress else None,
     )
 
 
@@ -547,6 +550,11 @@ def _task_failure(
             kit.report_failure(sender, exception, args, kwargs)
         kit.count(name, "error")
         slo.record(Outcome.ERROR)
+        # A scheduled task's child never finished it (the hard time limit): its monitor hears it here.
+        handled = _handling.get()
+        monitor = handled.request_dict.get(_crons.MONITOR_HEADER) if handled is not None else None
+        if monitor and kit.sentry:
+            _check_in(monitor, "error")
     except Exception:
         kit.internal_error("celery_failure")
 
@@ -606,7 +614,7 @@ class Request(_CeleryRequest):  # type: ignore[misc]  # celery ships no type hin
         if return_ok:  # the child ran the task and reported it: nothing here is logged or captured
             return super().on_failure(exc_info, send_failed_event=send_failed_event, return_ok=return_ok)
         exception = _unwrap(exc_info)
-        token = _handling.set(True)
+        token = _handling.set(self)
         try:
             with _bind_message(self):
                 result = super().on_failure(exc_info, send_failed_event=send_failed_event, return_ok=return_ok)
@@ -619,7 +627,7 @@ class Request(_CeleryRequest):  # type: ignore[misc]  # celery ships no type hin
                 _failed_in_main.discard(self.id)
 
     def on_timeout(self, soft: bool, timeout: float) -> Any:
-        token = _handling.set(True)
+        token = _handling.set(self)
         try:
             with _bind_message(self):
                 return super().on_timeout(soft, timeout)
@@ -641,8 +649,8 @@ class Task(_CeleryTask):  # type: ignore[misc]  # celery ships no type hints
 
 
 _REQUEUED = "_obskit_requeued"
-# True while the kit's Request handles a failure or a time limit in the main process.
-_handling: contextvars.ContextVar[bool] = contextvars.ContextVar("obskit_celery_handling", default=False)
+# The kit's Request whose failure or time limit the main process handles; None otherwise.
+_handling: contextvars.ContextVar[Any] = contextvars.ContextVar("obskit_celery_handling", default=None)
 # What celery.worker.request logs there that the kit reports itself (the task_failure event, the lost
 # child's event). Its other lines (a failed ack, a failed retry) stay events.
 _REPORTED_BY_KIT = frozenset({"Task handler raised error: %r", "Hard time limit (%ss) exceeded for %s[%s]"})
@@ -654,7 +662,7 @@ def _drop_celerys_duplicates(event: Any, hint: Any) -> Any:
         record is not None
         and record.name == "celery.worker.request"
         and record.msg in _REPORTED_BY_KIT
-        and _handling.get()
+        and _handling.get() is not None
     ):
         return None
     return event

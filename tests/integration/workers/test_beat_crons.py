@@ -9,13 +9,17 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from observability.testing import EnvelopeRecorder
 from tests.helpers import wait_for
 from tests.integration.workers.conftest import ROOT, Workers, worker_env
+from workers import WorkerApp
+from workers._crons import MONITOR_HEADER
 
 SLUG = "probe-every-second"
 
@@ -59,3 +63,26 @@ def test_each_beat_run_checks_in_and_is_a_trace_of_its_own(
     traces = {t["contexts"]["trace"]["trace_id"] for t in transactions if t["transaction"] == "probe.noop"}
     assert len(traces) >= 3
     assert worker.sample("obskit_celery_tasks_total", task="probe.noop", outcome="ok") >= 3
+
+
+def test_a_scheduled_run_stopped_at_its_hard_time_limit_checks_in_an_error(
+    workers: Workers, envelope_recorder: EnvelopeRecorder, producer_app: Callable[[str], WorkerApp]
+) -> None:
+    # The monitor header beat's publish hook puts on a scheduled task, sent here directly. The child
+    # checks the run in as in progress and never finishes it: the main process, which stops it at the
+    # hard time limit, checks it in as an error (else Sentry would only see it time out, much later).
+    worker = workers.start(SENTRY_DSN=envelope_recorder.dsn)
+    check_in_id = uuid.uuid4().hex
+    monitor = {"slug": "probe-hang", "check_in_id": check_in_id, "started": time.time()}
+    result = producer_app(worker.queue).send_task("probe.hang", headers={MONITOR_HEADER: monitor})
+    assert type(result.get(timeout=60, propagate=False)).__name__ == "TimeLimitExceeded"
+
+    def check_ins() -> list[dict[str, Any]]:
+        return [c for c in envelope_recorder.of_type("check_in") if c["check_in_id"] == check_in_id]
+
+    wait_for(lambda: any(c["status"] == "error" for c in check_ins()), 30, "the error check-in")
+    time.sleep(1)  # a second error check-in (Celery reports a hard time limit twice) would be here by now
+    assert [c["status"] for c in check_ins()] == ["in_progress", "error"]
+    error = check_ins()[1]
+    assert (error["monitor_slug"], error["environment"]) == ("probe-hang", "itest")
+    assert error["duration"] >= 1.0  # the time limit is one second
