@@ -31,7 +31,7 @@ from observability import slo
 from observability.business import BusinessRuleError
 from observability.business import report as report_business
 from observability.context import LazyUnit, activate, deactivate
-from observability.propagation import extract
+from observability.propagation import SENTRY_TRACE, TRACEPARENT, extract, sampled_flag
 from observability.sentry import send_transaction, transport_has_room
 from observability.slo import Outcome
 
@@ -85,13 +85,26 @@ def _arity(handler: Handler) -> int:
     return 1 if len(params) == 1 else 2
 
 
-def _parent_sampled(headers: list[tuple[str, bytes]]) -> bool | None:
+def _parent_sampled(headers: list[tuple[str, bytes | None]]) -> bool | None:
+    """The producer's sampling decision, read as ``extract`` reads the trace the unit continues: Sentry's
+    header when valid, else W3C's; header names in any case (the kit's own are lowercase: looked for
+    first, the rest only when those are absent)."""
+    sentry_trace = traceparent = None
     for key, value in headers:
-        if key == "sentry-trace" and value:
-            return True if value.endswith(b"-1") else False if value.endswith(b"-0") else None
-        if key == "traceparent" and value:
-            return True if value.endswith(b"-01") else None
-    return None
+        if key == SENTRY_TRACE:
+            sentry_trace = value
+        elif key == TRACEPARENT:
+            traceparent = value
+    if sentry_trace is None and traceparent is None:
+        for key, value in headers:
+            lowered = key.lower()
+            if lowered == SENTRY_TRACE:
+                sentry_trace = value
+            elif lowered == TRACEPARENT:
+                traceparent = value
+        if sentry_trace is None and traceparent is None:
+            return None
+    return sampled_flag(sentry_trace, traceparent)
 
 
 class Runner:

@@ -38,6 +38,10 @@ _HEX16 = re.compile(r"^[0-9a-f]{16}$")
 # else takes the general parse, which reads this form the same way.
 _SENTRY_TRACE = re.compile(r"[0-9a-f]{32}-[0-9a-f]{16}(?:-[01])?")
 _ZERO_TRACE = "0" * 32
+# The same form as bytes: what may appear in it, its dash and its two flags.
+_TRACE_CHARS = b"0123456789abcdef-"
+_DASH, _ONE = ord("-"), ord("1")
+_FLAG_BYTES = (ord("0"), _ONE)
 _ZERO_SPAN = "0" * 16
 
 KafkaHeaders = list[tuple[str, bytes]]
@@ -138,10 +142,26 @@ def _parse_trace(sentry_trace: str | None, traceparent: str | None) -> tuple[str
 
 
 def sampled_flag(sentry_trace: object, traceparent: object) -> bool | None:
-    """The incoming trace's sampling decision alone, as :func:`extract` reads it from these two headers."""
-    if type(sentry_trace) is str and _SENTRY_TRACE.fullmatch(sentry_trace):  # the usual header, in one step
+    """The incoming trace's sampling decision alone, as :func:`extract` reads it from these two headers
+    (text, or bytes as Kafka carries them)."""
+    if type(sentry_trace) is bytes:  # Kafka's: the usual header checked without decoding it
+        n = len(sentry_trace)
+        if (
+            (n == 51 or n == 49)  # noqa: PLR1714  (two int compares: cheaper than a tuple lookup)
+            and sentry_trace[32] == _DASH
+            and not sentry_trace.translate(None, _TRACE_CHARS)  # only hex digits and dashes
+            and sentry_trace.count(_DASH) == (1 if n == 49 else 2)
+        ):
+            if n == 49:
+                return None
+            if sentry_trace[49] == _DASH and sentry_trace[50] in _FLAG_BYTES:
+                return sentry_trace[50] == _ONE
+        sentry_trace = _text(sentry_trace)
+    elif type(sentry_trace) is not str:
+        sentry_trace = _text(sentry_trace)
+    if sentry_trace is not None and _SENTRY_TRACE.fullmatch(sentry_trace):  # the usual header, in one step
         return None if len(sentry_trace) == 49 else sentry_trace[50] == "1"
-    parsed = _parse_trace(_text(sentry_trace), _text(traceparent))
+    parsed = _parse_trace(sentry_trace, _text(traceparent))
     return None if parsed is None else parsed[2]
 
 

@@ -1,5 +1,6 @@
 import pytest
 
+from consumers.runner import _parent_sampled
 from observability import bind
 from observability.propagation import (
     BAGGAGE,
@@ -110,6 +111,13 @@ def test_header_names_are_case_insensitive() -> None:
         ("not-a-trace-0", f"00-{TRACE}-{SPAN}-01", TRACE, True),
         ("garbage-1", None, None, None),
         (None, None, None, None),
+        # Bytes of the usual form's length and shape that are not it.
+        (f"{TRACE[:-1]}g-{SPAN}-1".encode(), None, None, None),
+        (f"{TRACE}-{SPAN}--".encode(), None, TRACE, None),
+        (f"{TRACE}-{SPAN}-a".encode(), None, TRACE, None),
+        (f"{TRACE}-{SPAN[:-2]}-1-1".encode(), None, None, None),
+        (f"{TRACE}-{SPAN}".encode(), f"00-{TRACE}-{SPAN}-01".encode(), TRACE, None),
+        (b"\xff" * 51, f"00-{TRACE}-{SPAN}-01".encode(), TRACE, True),
     ],
 )
 def test_each_header_form_reads_the_same_in_full_and_for_the_sampling_flag(
@@ -121,3 +129,11 @@ def test_each_header_form_reads_the_same_in_full_and_for_the_sampling_flag(
     if trace_id is not None:
         assert incoming.parent_span_id == SPAN
     assert sampled_flag(sentry_trace, traceparent) == extract(carrier).parent_sampled
+    # The consumer's read of Kafka headers (bytes, a list, other headers around, names in any case).
+    for upper in (False, True):
+        headers: list[tuple[str, bytes | None]] = [("x-user-id", b"u-1")]
+        for key, value in carrier.items():
+            raw = value if isinstance(value, bytes) else str(value).encode()
+            headers += [(key.title() if upper else key, raw), ("baggage", b"sentry-sample_rate=0.1")]
+        assert extract(headers).parent_sampled == sampled
+        assert _parent_sampled(headers) == sampled, (headers, upper)
