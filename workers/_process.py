@@ -92,6 +92,7 @@ def worker_init(worker: Any) -> None:
             if removed:
                 logger.info("removed %d metric files of an earlier run from %s", removed, path)
         _init_kit(settings)
+        _adopt_request(worker.app)
         if settings.metrics_port is not None:
             _state.server = _metrics.MetricsServer(
                 host=settings.metrics_host, port=settings.metrics_port, ready=lambda: _state.ready
@@ -100,6 +101,15 @@ def worker_init(worker: Any) -> None:
     except ConfigError as exc:
         _fail(exc)
     _set_up(0.0)
+
+
+def _adopt_request(app: Any) -> None:
+    from workers import instrumentation
+
+    try:
+        instrumentation.adopt_request(app)
+    except Exception:  # the worker runs on with Celery's request: lost children are reported untagged
+        logger.exception("obskit: cannot give the app's tasks the kit's request")
 
 
 def _set_up(value: float) -> None:

@@ -59,6 +59,7 @@ __all__ = [
     "RETRY_HISTORY_HEADER",
     "Request",
     "Task",
+    "adopt_request",
     "configure",
     "setup",
 ]
@@ -643,9 +644,40 @@ class Request(_CeleryRequest):  # type: ignore[misc]  # celery ships no type hin
 
 class Task(_CeleryTask):  # type: ignore[misc]  # celery ships no type hints
     """The base of the kit app's tasks (``task_cls``); for an app of your own: ``Celery(...,
-    task_cls="workers.instrumentation:Task")`` or ``Request = "workers.instrumentation:Request"``."""
+    task_cls="workers.instrumentation:Task")`` or ``Request = "workers.instrumentation:Request"``
+    (a worker adopts the kit's request by itself where the app keeps Celery's: :func:`adopt_request`)."""
 
     Request = "workers.instrumentation:Request"
+
+
+_CELERYS_REQUEST = "celery.worker.request:Request"
+
+
+def adopt_request(app: Any) -> bool:
+    """Give an app's tasks the kit's :class:`Request` where they have Celery's own (the main process
+    then reports a lost child or a hard time limit with the task's tags); called at worker start,
+    before Celery builds its per-task strategies. An app whose tasks have a request class of their
+    own keeps it, with a warning. Returns whether the app's tasks use the kit's request now."""
+    from celery.utils.imports import symbol_by_name
+
+    base = app.Task
+    current_cls = base.Request
+    if current_cls in (_CELERYS_REQUEST, _CeleryRequest):
+        base.Request = Request
+        logger.info("obskit: the tasks of Celery app %r use workers.instrumentation.Request", app.main)
+        return True
+    try:
+        adopted = issubclass(symbol_by_name(current_cls), Request)
+    except Exception:
+        adopted = False
+    if not adopted:
+        logger.warning(
+            "obskit: the tasks of Celery app %r use their own request class %r: a lost child or a hard time "
+            "limit is reported without the task's tags (base it on workers.instrumentation.Request)",
+            app.main,
+            current_cls,
+        )
+    return adopted
 
 
 _REQUEUED = "_obskit_requeued"

@@ -116,7 +116,10 @@ class Workers:
         self.redis_url = redis_url
         self.started: list[Worker] = []
 
-    def start(self, *args: str, queue: str | None = None, service: str | None = None, **env: str) -> Worker:
+    def start(
+        self, *args: str, queue: str | None = None, service: str | None = None, app: str = "workers", **env: str
+    ) -> Worker:
+        """A worker of ``app`` (the kit's, with the probe tasks, unless told) on a fresh queue."""
         queue = queue or f"q-{uuid.uuid4().hex[:10]}"
         service = service or f"itest-worker-{uuid.uuid4().hex[:8]}"
         port = free_port()
@@ -132,8 +135,8 @@ class Workers:
             **env,
         )
         command = [
-            sys.executable, "-m", "celery", "-A", "workers", "worker",
-            "--pool", "prefork", "--concurrency", "2", "-I", PROBES,
+            sys.executable, "-m", "celery", "-A", app, "worker",
+            "--pool", "prefork", "--concurrency", "2", *(["-I", PROBES] if app == "workers" else []),
             "--hostname", f"{service}@%h", "--without-gossip", "--without-mingle", "--loglevel", "INFO",
             *args,
         ]  # fmt: skip

@@ -64,6 +64,29 @@ def test_a_task_whose_child_is_killed_runs_again_at_once_completes_and_the_loss_
     assert tags["service"] == worker.service
 
 
+def test_an_app_of_ones_own_gets_the_lost_childs_event_tagged_too(
+    workers: Workers,
+    redis_client: Any,
+    producer_app: Callable[[str], WorkerApp],
+    sentry_server: Any,
+    api: ServerAPI,
+) -> None:
+    # A plain Celery app that only called setup(): the worker gives its tasks the kit's request.
+    worker = workers.start(SENTRY_DSN=sentry_server.dsn, app="tests.integration.workers.plain_app")
+    key = f"plain-{uuid.uuid4().hex[:8]}"
+    user = new_user()
+    with obs.bind(user_id=user) as unit:
+        result = producer_app(worker.queue).send_task("plain.block", args=[key])
+    wait_for(lambda: attempts(redis_client, key) == 1, 30, "the first attempt started")
+    os.kill(int(redis_client.lindex(f"{key}:pids", 0)), signal.SIGKILL)
+    wait_for(lambda: attempts(redis_client, key) == 2, 30, "the task redelivered after its child died")
+    redis_client.set(f"{key}:release", 1)
+    assert result.get(timeout=30) == 2
+    (lost,) = wait_for(lambda: events_of_user(api, user), 30, "the lost child's event")
+    assert lost.data["exception"]["values"][-1]["type"] == "WorkerLostError"
+    assert (lost.tags["task"], lost.tags["task_id"], lost.tags["trace_id"]) == ("plain.block", result.id, unit.trace_id)
+
+
 def test_a_task_that_calls_sys_exit_runs_again_and_the_exit_is_one_tagged_event(
     workers: Workers,
     redis_client: Any,

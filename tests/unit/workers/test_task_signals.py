@@ -398,3 +398,32 @@ def test_queue_wait_of_a_task_with_an_eta_runs_from_the_eta(obskit_events: Captu
     eta = datetime.fromtimestamp(1000.0, tz=UTC).isoformat()
     assert kit.observe_wait("q", 1003.5, 900_000, eta) == 3.5
     assert kit.observe_wait("q", 1003.5, 1_002_000, eta) == 1.5
+
+
+def test_a_worker_gives_an_app_of_its_own_the_kits_request_unless_it_has_one(caplog: pytest.LogCaptureFixture) -> None:
+    from celery import Celery
+    from celery.worker.request import Request as CeleryRequest
+
+    from workers.instrumentation import Request, adopt_request
+
+    plain = Celery("plain", set_as_current=False)
+
+    @plain.task(name="plain.ok")
+    def ok() -> None: ...
+
+    assert adopt_request(plain)
+    assert plain.tasks["plain.ok"].Request is Request  # a task made before the worker started, too
+
+    kit = make_app(WorkerSettings(redis_url="redis://127.0.0.1:9/0", queue=QUEUE), set_as_current=False)
+    assert adopt_request(kit)
+    assert kit.Task.Request == "workers.instrumentation:Request"  # left as it was
+
+    class Mine(CeleryRequest):  # type: ignore[misc]
+        pass
+
+    custom = Celery("custom", set_as_current=False)
+    custom.Task.Request = Mine
+    with caplog.at_level("WARNING", logger="workers.instrumentation"):
+        assert not adopt_request(custom)
+    assert custom.Task.Request is Mine
+    assert "own request class" in caplog.text
