@@ -10,6 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 import observability as obs
 from observability.sentry_api import ServerAPI
 from tests.helpers import wait_for
@@ -21,20 +23,31 @@ def attempts(redis_client: Any, key: str) -> int:
     return int(redis_client.get(f"{key}:attempts") or 0)
 
 
+@pytest.mark.parametrize(
+    ("app_name", "task"),
+    [
+        ("workers", "probe.block"),
+        # An app of one's own that only called setup(): the worker gives its tasks the kit's request.
+        ("tests.integration.workers.plain_app", "plain.block"),
+    ],
+    ids=["kit-app", "own-app"],
+)
 def test_a_task_whose_child_is_killed_runs_again_at_once_completes_and_the_loss_is_one_tagged_event(
     workers: Workers,
     redis_client: Any,
     producer_app: Callable[[str], WorkerApp],
     sentry_server: Any,
     api: ServerAPI,
+    app_name: str,
+    task: str,
 ) -> None:
     # The visibility timeout is an hour: only an immediate requeue can finish the task within the wait.
-    worker = workers.start(SENTRY_DSN=sentry_server.dsn)
+    worker = workers.start(SENTRY_DSN=sentry_server.dsn, app=app_name)
     app = producer_app(worker.queue)
     key = f"block-{uuid.uuid4().hex[:8]}"
     user = new_user()
     with obs.bind(user_id=user) as unit:
-        result = app.send_task("probe.block", args=[key])
+        result = app.send_task(task, args=[key])
     wait_for(lambda: attempts(redis_client, key) == 1, 30, "the first attempt started")
     child = int(redis_client.lindex(f"{key}:pids", 0))
     assert child in worker.children()
@@ -45,7 +58,7 @@ def test_a_task_whose_child_is_killed_runs_again_at_once_completes_and_the_loss_
     assert worker.proc.poll() is None
     assert worker.healthy()
     wait_for(
-        lambda: worker.sample("obskit_celery_tasks_total", task="probe.block", outcome="ok") == 1,
+        lambda: worker.sample("obskit_celery_tasks_total", task=task, outcome="ok") == 1,
         30,
         "the completed attempt counted",
     )
@@ -54,37 +67,9 @@ def test_a_task_whose_child_is_killed_runs_again_at_once_completes_and_the_loss_
     (lost,) = wait_for(lambda: events_of_user(api, user), 30, "the lost child's event")
     assert lost.data["exception"]["values"][-1]["type"] == "WorkerLostError"
     tags = lost.tags
-    assert (tags["task"], tags["task_id"], tags["queue"], tags["user_id"]) == (
-        "probe.block",
-        result.id,
-        worker.queue,
-        user,
-    )
+    assert (tags["task"], tags["task_id"], tags["queue"], tags["user_id"]) == (task, result.id, worker.queue, user)
     assert tags["trace_id"] == unit.trace_id
     assert tags["service"] == worker.service
-
-
-def test_an_app_of_ones_own_gets_the_lost_childs_event_tagged_too(
-    workers: Workers,
-    redis_client: Any,
-    producer_app: Callable[[str], WorkerApp],
-    sentry_server: Any,
-    api: ServerAPI,
-) -> None:
-    # A plain Celery app that only called setup(): the worker gives its tasks the kit's request.
-    worker = workers.start(SENTRY_DSN=sentry_server.dsn, app="tests.integration.workers.plain_app")
-    key = f"plain-{uuid.uuid4().hex[:8]}"
-    user = new_user()
-    with obs.bind(user_id=user) as unit:
-        result = producer_app(worker.queue).send_task("plain.block", args=[key])
-    wait_for(lambda: attempts(redis_client, key) == 1, 30, "the first attempt started")
-    os.kill(int(redis_client.lindex(f"{key}:pids", 0)), signal.SIGKILL)
-    wait_for(lambda: attempts(redis_client, key) == 2, 30, "the task redelivered after its child died")
-    redis_client.set(f"{key}:release", 1)
-    assert result.get(timeout=30) == 2
-    (lost,) = wait_for(lambda: events_of_user(api, user), 30, "the lost child's event")
-    assert lost.data["exception"]["values"][-1]["type"] == "WorkerLostError"
-    assert (lost.tags["task"], lost.tags["task_id"], lost.tags["trace_id"]) == ("plain.block", result.id, unit.trace_id)
 
 
 def test_a_task_that_calls_sys_exit_runs_again_and_the_exit_is_one_tagged_event(
