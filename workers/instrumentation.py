@@ -104,11 +104,14 @@ _EMPTY: Mapping[str, Any] = {}
 class _TaskStats:
     """One task's metric children and sampler name, looked up once per attempt instead of per metric."""
 
-    __slots__ = ("outcomes", "rate_name", "runtime")
+    __slots__ = ("name", "outcomes", "rate_name", "runtime")
 
-    def __init__(self, rate_name: str, runtime: Any) -> None:
-        self.rate_name = rate_name
-        self.runtime = runtime
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.rate_name = f"task:{name}"
+        # Made at the end of the task's first attempt here: a name only counted (a main process failing
+        # a lost child, "unregistered") gets no empty histogram.
+        self.runtime: Any = None
         self.outcomes: dict[str, Any] = {}
 
 
@@ -154,13 +157,25 @@ class _Run:
         self.wait_s: float | None = None
         self.monitor: Mapping[str, Any] | None = None
         self.started = 0.0
-        self.attempt: Any = None  # the _attempt token that postrun resets
+        self.attempt: contextvars.Token[_Run | _Skipped | None] | None = None  # what postrun resets
+
+
+class _Skipped:
+    """An attempt whose prerun failed: its postrun pops it and finishes nothing (not the attempt it
+    may run inside)."""
+
+    __slots__ = ("attempt", "task_id")
+
+    def __init__(self, task_id: str) -> None:
+        self.task_id = task_id
+        self.attempt: contextvars.Token[_Run | _Skipped | None] | None = None
 
 
 # The attempt running in this context: set at prerun, reset at postrun. Prerun and postrun are sent
 # by the same call of Celery's tracer, so they share a context; an eager task run inside a task (an
-# eager retry runs under the same id) nests, and postrun pops the innermost.
-_attempt: contextvars.ContextVar[_Run | None] = contextvars.ContextVar("obskit_celery_attempt", default=None)
+# eager retry runs under the same id) nests, and postrun pops the innermost. Every prerun that found
+# the kit pushes one record, so a postrun never pops the attempt it runs inside.
+_attempt: contextvars.ContextVar[_Run | _Skipped | None] = contextvars.ContextVar("obskit_celery_attempt", default=None)
 
 
 def _running(task_id: object) -> bool:
@@ -213,15 +228,23 @@ class _Kit:
     def stats(self, task: str) -> _TaskStats:
         stats = self._stats.get(task)
         if stats is None:
-            stats = self._stats[task] = _TaskStats(f"task:{task}", self._runtime.labels(self.service, task))
+            stats = self._stats[task] = _TaskStats(task)
         return stats
 
-    def count(self, task: str, outcome: str, stats: _TaskStats | None = None) -> None:
-        outcomes = (stats or self.stats(task)).outcomes
-        child = outcomes.get(outcome)
+    def count(self, task: str, outcome: str) -> None:
+        self.count_for(self.stats(task), outcome)
+
+    def count_for(self, stats: _TaskStats, outcome: str) -> None:
+        child = stats.outcomes.get(outcome)
         if child is None:
-            child = outcomes[outcome] = self._tasks.labels(self.service, task, outcome)
+            child = stats.outcomes[outcome] = self._tasks.labels(self.service, stats.name, outcome)
         child.inc()
+
+    def observe_runtime(self, stats: _TaskStats, elapsed: float) -> None:
+        runtime = stats.runtime
+        if runtime is None:
+            runtime = stats.runtime = self._runtime.labels(self.service, stats.name)
+        runtime.observe(elapsed)
 
     def observe_wait(self, queue: str, now: float, published_ms: object, eta: object) -> float | None:
         ref = float(published_ms) / 1000.0  # type: ignore[arg-type]
@@ -297,7 +320,7 @@ class _Kit:
     def finish(self, task: Any, run: _Run, state: str | None, retval: Any) -> None:
         elapsed = time.perf_counter() - run.started
         stats = run.stats
-        stats.runtime.observe(elapsed)
+        self.observe_runtime(stats, elapsed)
         if state is None and not isinstance(sys.exc_info()[1], Exception):
             # Interrupted (SystemExit: a child terminated at its hard time limit, a task calling
             # sys.exit): the main process decides what becomes of the task (a failure, a redelivery) and
@@ -307,7 +330,7 @@ class _Kit:
             outcome = _STATE_OUTCOME.get(state, "error")  # type: ignore[arg-type]
             if outcome == "error" and isinstance(retval, BusinessRuleError):
                 outcome = "business_failure"
-            self.count(task.name, outcome, stats)
+            self.count_for(stats, outcome)
             slo_outcome = _SLO_OUTCOMES.get(outcome)
             if slo_outcome is not None:
                 slo.record(slo_outcome)
@@ -493,10 +516,14 @@ def _task_prerun(sender: Any = None, task_id: str | None = None, task: Any = Non
     kit = _active()
     if kit is None or task is None:
         return
+    outer = _attempt.get()
     try:
         kit.start(task, task_id or "")
     except Exception:
         kit.internal_error("celery_prerun")
+        if _attempt.get() is outer:  # failed before its record was set: postrun pops this one
+            skipped = _Skipped(task_id or "")
+            skipped.attempt = _attempt.set(skipped)
 
 
 def _task_postrun(
@@ -511,6 +538,8 @@ def _task_postrun(
     if run is None or task is None or run.task_id != (task_id or ""):
         return  # no attempt started here (the kit off at its prerun)
     _attempt.reset(run.attempt)
+    if isinstance(run, _Skipped):
+        return
     try:
         run.kit.finish(task, run, state, retval)
     except Exception:

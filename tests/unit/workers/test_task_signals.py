@@ -69,6 +69,17 @@ def app() -> Any:
         # Eagerly, Celery runs the replacement inside this attempt under the same task id.
         return self.replace(app.tasks["unit.rule" if value < 0 else "unit.ok"].s(value))
 
+    @app.task(name="unit.meddler", bind=True)
+    def meddler(self: Any) -> tuple[bool, bool, str | None]:
+        # Another task's signals arriving while this attempt runs must not finish or claim it.
+        from workers import instrumentation
+
+        other = app.tasks["unit.ok"]
+        instrumentation._task_postrun(sender=other, task=other, task_id="another-id", state="SUCCESS")
+        unit = obs.current()
+        task = None if unit is None else unit.tags.get("task")
+        return instrumentation._running(self.request.id), instrumentation._running("another-id"), task
+
     app.conf.task_store_eager_result = False
     return app
 
@@ -289,6 +300,29 @@ def test_an_attempt_nested_under_the_same_task_id_is_finished_on_its_own(
     assert obs.current() is None
 
 
+def test_another_tasks_signals_leave_the_running_attempt_alone(app: Any, obskit_events: CapturedEvents) -> None:
+    assert run(app, "unit.meddler").get() == (True, False, "unit.meddler")
+    assert tasks_total(obskit_events, "unit.meddler", "ok") == 1
+    assert tasks_total(obskit_events, "unit.ok", "ok") == 0
+
+
+def test_a_nested_attempt_whose_prerun_failed_leaves_the_outer_attempt_to_its_own_postrun(
+    app: Any, obskit_events: CapturedEvents, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from workers import instrumentation
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("bind bug")
+
+    # The replacement runs inside the outer attempt (the bind path), under the same id; its prerun fails.
+    monkeypatch.setattr(instrumentation, "bind_incoming", broken)
+    assert run(app, "unit.replaced", 21, headers={"x-user-id": "u-5"}).get() == 42
+    assert tasks_total(obskit_events, "unit.replaced", "ok") == 1  # finished by its own postrun
+    assert tasks_total(obskit_events, "unit.ok", "ok") == 0  # its attempt never started here
+    assert obskit_events.metric("obskit_internal_errors_total", {"service": "test", "component": "celery_prerun"}) == 1
+    assert obs.current() is None
+
+
 def test_a_sampled_tasks_spans_stay_in_its_own_transaction(app: Any, traced: CapturedEvents) -> None:
     run(app, "unit.spanned", headers={"sentry-trace": f"{TRACE}-{PARENT}-1"})
     run(app, "unit.ok", 1, headers={"sentry-trace": f"{TRACE}-{PARENT}-1"})
@@ -427,3 +461,14 @@ def test_a_worker_gives_an_app_of_its_own_the_kits_request_unless_it_has_one(cap
         assert not adopt_request(custom)
     assert custom.Task.Request is Mine
     assert "own request class" in caplog.text
+
+
+def test_a_name_only_counted_gets_no_runtime_histogram(obskit_events: CapturedEvents) -> None:
+    from workers import instrumentation
+
+    instrumentation._task_unknown(sender=None, name="nope", id="t-1", message=None, exc=None)
+    instrumentation._task_rejected(sender=None, message=None, exc=None)
+    assert tasks_total(obskit_events, "unregistered", "rejected") == 1
+    assert tasks_total(obskit_events, "invalid", "rejected") == 1
+    runtimes = {s.labels["task"] for m in obskit_events.registry.collect() for s in m.samples if "runtime" in s.name}
+    assert not runtimes & {"unregistered", "invalid"}
