@@ -109,7 +109,7 @@ def _adopt_request(app: Any) -> None:
     try:
         instrumentation.adopt_request(app)
     except Exception:  # the worker runs on with Celery's request: lost children are reported untagged
-        logger.exception("obskit: cannot give the app's tasks the kit's request")
+        instrumentation._count_internal("celery_adopt_request")
 
 
 def _set_up(value: float) -> None:

@@ -580,11 +580,9 @@ def _task_failure(
             kit.report_failure(sender, exception, args, kwargs)
         kit.count(name, "error")
         slo.record(Outcome.ERROR)
-        # A scheduled task's child never finished it (the hard time limit): its monitor hears it here.
         handled = _handling.get()
-        monitor = handled.request_dict.get(_crons.MONITOR_HEADER) if handled is not None else None
-        if monitor and kit.sentry:
-            _check_in(monitor, "error")
+        if handled is not None and handled.id == task_id:
+            setattr(handled, _FAILED, True)  # a scheduled task's monitor hears it once Celery is done
     except Exception:
         kit.internal_error("celery_failure")
 
@@ -650,6 +648,7 @@ class Request(_CeleryRequest):  # type: ignore[misc]  # celery ships no type hin
                 result = super().on_failure(exc_info, send_failed_event=send_failed_event, return_ok=return_ok)
                 if getattr(self, _REQUEUED, False):
                     _report_lost_child(self, exception)
+                self._check_in_failure()
                 return result
         finally:
             _handling.reset(token)
@@ -660,11 +659,28 @@ class Request(_CeleryRequest):  # type: ignore[misc]  # celery ships no type hin
         token = _handling.set(self)
         try:
             with _bind_message(self):
-                return super().on_timeout(soft, timeout)
+                result = super().on_timeout(soft, timeout)
+                self._check_in_failure()
+                return result
         finally:
             _handling.reset(token)
             if not soft:
                 _failed_in_main.discard(self.id)
+
+    def _check_in_failure(self) -> None:
+        """A scheduled task this process failed (a hard time limit, a lost child) whose message is gone
+        for good: its monitor's check-in is closed as an error. A message that comes back (requeued, or
+        left unacknowledged) keeps the check-in open for the run that follows."""
+        if not getattr(self, _FAILED, False) or getattr(self, _CHECKED_IN, False):
+            return
+        monitor = self.request_dict.get(_crons.MONITOR_HEADER)
+        kit = _active()
+        if monitor and kit is not None and kit.sentry and self.acknowledged and not getattr(self, _REQUEUED, False):
+            setattr(self, _CHECKED_IN, True)
+            try:
+                _check_in(monitor, "error")
+            except Exception:
+                kit.internal_error("celery_check_in")
 
     def reject(self, requeue: bool = False) -> Any:
         setattr(self, _REQUEUED, requeue)
@@ -685,33 +701,48 @@ _CELERYS_REQUEST = "celery.worker.request:Request"
 def adopt_request(app: Any) -> bool:
     """Give an app's tasks the kit's :class:`Request` where they have Celery's own (the main process
     then reports a lost child or a hard time limit with the task's tags); called at worker start,
-    before Celery builds its per-task strategies. An app whose tasks have a request class of their
-    own keeps it, with a warning. Returns whether the app's tasks use the kit's request now."""
+    before Celery builds its per-task strategies. Each task is looked at: one on a base class of its
+    own (``@app.task(base=...)``) inherits its request from there, not from ``app.Task``. Tasks with a
+    request class of their own keep it, with a warning. Returns whether every task uses the kit's
+    request now."""
+    if _is_celerys_request(app.Task.Request):
+        app.Task.Request = Request  # tasks registered later inherit it
+    own = []
+    for task in app.tasks.values():
+        if _is_celerys_request(task.Request):
+            type(task).Request = Request
+        elif not _is_kits_request(task.Request):
+            own.append(f"{task.name} ({task.Request!r})")
+    if own:
+        logger.warning(
+            "obskit: tasks of Celery app %r use a request class of their own: a lost child or a hard time "
+            "limit is reported without their tags (base it on workers.instrumentation.Request): %s",
+            app.main,
+            ", ".join(sorted(own)),
+        )
+        return False
+    logger.info("obskit: the tasks of Celery app %r use workers.instrumentation.Request", app.main)
+    return True
+
+
+def _is_celerys_request(request_cls: object) -> bool:
+    return request_cls == _CELERYS_REQUEST or request_cls is _CeleryRequest
+
+
+def _is_kits_request(request_cls: object) -> bool:
     from celery.utils.imports import symbol_by_name
 
-    base = app.Task
-    current_cls = base.Request
-    if current_cls in (_CELERYS_REQUEST, _CeleryRequest):
-        base.Request = Request
-        logger.info("obskit: the tasks of Celery app %r use workers.instrumentation.Request", app.main)
-        return True
     try:
-        adopted = issubclass(symbol_by_name(current_cls), Request)
-    except Exception:
-        adopted = False
-    if not adopted:
-        logger.warning(
-            "obskit: the tasks of Celery app %r use their own request class %r: a lost child or a hard time "
-            "limit is reported without the task's tags (base it on workers.instrumentation.Request)",
-            app.main,
-            current_cls,
-        )
-    return adopted
+        return issubclass(symbol_by_name(request_cls), Request)
+    except Exception:  # a name that does not import: Celery will say so itself
+        return False
 
 
 _REQUEUED = "_obskit_requeued"
+_FAILED = "_obskit_failed"  # task_failure was sent for it in this (main) process
+_CHECKED_IN = "_obskit_checked_in"
 # The kit's Request whose failure or time limit the main process handles; None otherwise.
-_handling: contextvars.ContextVar[Any] = contextvars.ContextVar("obskit_celery_handling", default=None)
+_handling: contextvars.ContextVar[Request | None] = contextvars.ContextVar("obskit_celery_handling", default=None)
 # What celery.worker.request logs there that the kit reports itself (the task_failure event, the lost
 # child's event). Its other lines (a failed ack, a failed retry) stay events.
 _REPORTED_BY_KIT = frozenset({"Task handler raised error: %r", "Hard time limit (%ss) exceeded for %s[%s]"})

@@ -12,6 +12,11 @@ from workers import WorkerSettings, _crons, make_app
 APP = make_app(WorkerSettings(redis_url="redis://127.0.0.1:9/0"), set_as_current=False)
 
 
+@APP.task(name="unit.cron_lost")
+def lost() -> None:
+    """A task the main process fails (its child lost, or stopped at the hard time limit)."""
+
+
 @pytest.mark.parametrize(
     ("entry_schedule", "expected"),
     [
@@ -78,3 +83,40 @@ def test_a_scheduled_task_checks_in_progress_then_ok_and_error(obskit_events: Ca
     ]
     assert check_ins[0]["monitor_config"] == config
     assert check_ins[1]["duration"] > 0
+
+
+@pytest.mark.parametrize(
+    ("handled_id", "acknowledged", "requeued", "expected"),
+    [
+        ("t-1", True, False, ["error"]),  # failed for good (a hard time limit, a lost child not requeued)
+        ("t-1", True, True, []),  # requeued: the run that follows checks in
+        ("t-1", False, False, []),  # left unacknowledged: redelivered, same
+        ("t-2", True, False, []),  # the failure was another task's
+    ],
+)
+def test_the_main_process_closes_a_failed_runs_check_in_only_when_its_message_is_gone(
+    obskit_events: CapturedEvents, handled_id: str, acknowledged: bool, requeued: bool, expected: list[str]
+) -> None:
+    from types import SimpleNamespace
+
+    from workers import instrumentation
+
+    monitor = {"slug": "nightly", "check_in_id": "c9", "started": 1.0}
+    # What the main process's request holds when Celery fails its task there (duck-typed: a real one
+    # needs a message): the kit's Request is handling it while task_failure is sent, twice for a hard
+    # time limit; then the check-in is closed, once, if the message will not come back.
+    request = SimpleNamespace(id=handled_id, request_dict={_crons.MONITOR_HEADER: monitor}, acknowledged=acknowledged)
+    setattr(request, instrumentation._REQUEUED, requeued)
+    token = instrumentation._handling.set(request)  # type: ignore[arg-type]
+    try:
+        for _ in range(2):
+            instrumentation._task_failure(sender=APP.tasks[lost.name], task_id="t-1", exception=RuntimeError("lost"))
+            instrumentation.Request._check_in_failure(request)
+    finally:
+        instrumentation._handling.reset(token)
+        instrumentation._failed_in_main.discard("t-1")
+    check_ins = [
+        item.payload.json for envelope in obskit_events.envelopes for item in envelope.items if item.type == "check_in"
+    ]
+    assert [c["status"] for c in check_ins if c["check_in_id"] == "c9"] == expected
+    assert len(obskit_events.errors) == 1  # the failure itself: one event either way

@@ -436,31 +436,58 @@ def test_queue_wait_of_a_task_with_an_eta_runs_from_the_eta(obskit_events: Captu
 
 def test_a_worker_gives_an_app_of_its_own_the_kits_request_unless_it_has_one(caplog: pytest.LogCaptureFixture) -> None:
     from celery import Celery
+    from celery import Task as CeleryTask
     from celery.worker.request import Request as CeleryRequest
 
     from workers.instrumentation import Request, adopt_request
+
+    class Based(CeleryTask):  # type: ignore[misc]  # its tasks take Celery's request from here, not app.Task
+        pass
+
+    class Mine(CeleryRequest):  # type: ignore[misc]
+        pass
+
+    class MineBased(CeleryTask):  # type: ignore[misc]
+        Request = Mine
 
     plain = Celery("plain", set_as_current=False)
 
     @plain.task(name="plain.ok")
     def ok() -> None: ...
 
+    @plain.task(name="plain.based", base=Based)
+    def based() -> None: ...
+
     assert adopt_request(plain)
-    assert plain.tasks["plain.ok"].Request is Request  # a task made before the worker started, too
+    # Tasks made before the worker started, too, and one on a base class of its own.
+    assert [plain.tasks[name].Request for name in ("plain.ok", "plain.based")] == [Request, Request]
+    assert Based.Request == "celery.worker.request:Request"  # the user's base class is left as it was
 
     kit = make_app(WorkerSettings(redis_url="redis://127.0.0.1:9/0", queue=QUEUE), set_as_current=False)
     assert adopt_request(kit)
     assert kit.Task.Request == "workers.instrumentation:Request"  # left as it was
 
-    class Mine(CeleryRequest):  # type: ignore[misc]
-        pass
+    mixed = Celery("mixed", set_as_current=False)
 
+    @mixed.task(name="mixed.ok")
+    def mixed_ok() -> None: ...
+
+    @mixed.task(name="mixed.mine", base=MineBased)
+    def mixed_mine() -> None: ...
+
+    with caplog.at_level("WARNING", logger="workers.instrumentation"):
+        assert not adopt_request(mixed)
+    assert (mixed.tasks["mixed.ok"].Request, mixed.tasks["mixed.mine"].Request) == (Request, Mine)
+    assert "mixed.mine" in caplog.text
+    assert "mixed.ok" not in caplog.text
+
+    caplog.clear()
     custom = Celery("custom", set_as_current=False)
     custom.Task.Request = Mine
     with caplog.at_level("WARNING", logger="workers.instrumentation"):
         assert not adopt_request(custom)
     assert custom.Task.Request is Mine
-    assert "own request class" in caplog.text
+    assert "a request class of their own" in caplog.text
 
 
 def test_a_name_only_counted_gets_no_runtime_histogram(obskit_events: CapturedEvents) -> None:
