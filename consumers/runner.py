@@ -87,24 +87,21 @@ def _arity(handler: Handler) -> int:
 
 def _parent_sampled(headers: list[tuple[str, bytes | None]]) -> bool | None:
     """The producer's sampling decision, read as ``extract`` reads the trace the unit continues: Sentry's
-    header when valid, else W3C's; header names in any case (the kit's own are lowercase: looked for
-    first, the rest only when those are absent)."""
+    header when valid, else W3C's; header names in any case, the last of a name counting."""
     sentry_trace = traceparent = None
     for key, value in headers:
-        if key == SENTRY_TRACE:
+        n = len(key)  # only a name of the right length is lowered
+        if n == _SENTRY_TRACE_LEN and (key == SENTRY_TRACE or key.lower() == SENTRY_TRACE):
             sentry_trace = value
-        elif key == TRACEPARENT:
+        elif n == _TRACEPARENT_LEN and (key == TRACEPARENT or key.lower() == TRACEPARENT):
             traceparent = value
     if sentry_trace is None and traceparent is None:
-        for key, value in headers:
-            lowered = key.lower()
-            if lowered == SENTRY_TRACE:
-                sentry_trace = value
-            elif lowered == TRACEPARENT:
-                traceparent = value
-        if sentry_trace is None and traceparent is None:
-            return None
+        return None
     return sampled_flag(sentry_trace, traceparent)
+
+
+_SENTRY_TRACE_LEN = len(SENTRY_TRACE)
+_TRACEPARENT_LEN = len(TRACEPARENT)
 
 
 class Runner:
