@@ -240,12 +240,6 @@ class _Kit:
             child = stats.outcomes[outcome] = self._tasks.labels(self.service, stats.name, outcome)
         child.inc()
 
-    def observe_runtime(self, stats: _TaskStats, elapsed: float) -> None:
-        runtime = stats.runtime
-        if runtime is None:
-            runtime = stats.runtime = self._runtime.labels(self.service, stats.name)
-        runtime.observe(elapsed)
-
     def observe_wait(self, queue: str, now: float, published_ms: object, eta: object) -> float | None:
         ref = float(published_ms) / 1000.0  # type: ignore[arg-type]
         if eta:
@@ -320,7 +314,10 @@ class _Kit:
     def finish(self, task: Any, run: _Run, state: str | None, retval: Any) -> None:
         elapsed = time.perf_counter() - run.started
         stats = run.stats
-        self.observe_runtime(stats, elapsed)
+        runtime = stats.runtime
+        if runtime is None:
+            runtime = stats.runtime = self._runtime.labels(self.service, stats.name)
+        runtime.observe(elapsed)
         if state is None and not isinstance(sys.exc_info()[1], Exception):
             # Interrupted (SystemExit: a child terminated at its hard time limit, a task calling
             # sys.exit): the main process decides what becomes of the task (a failure, a redelivery) and
