@@ -16,7 +16,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from consumers._log import LIBRDKAFKA_LOG
-from consumers.settings import ConsumerSettings
+from consumers.settings import ConsumerSettings, connection_settings
 
 __all__ = ["HEADER_PREFIX", "DeadLetters", "dlq_headers"]
 
@@ -94,6 +94,7 @@ class DeadLetters:
         self.settings = settings
         self.producer = Producer(
             {
+                **connection_settings(settings.kafka),  # the consumer's TLS/SASL settings: the same brokers
                 "bootstrap.servers": settings.bootstrap_servers,
                 "acks": "all",
                 "enable.idempotence": True,

@@ -10,9 +10,29 @@ from typing import Any, Literal
 from observability.config import parse_choice, parse_count, parse_port, parse_positive
 from observability.errors import ConfigError
 
-__all__ = ["ConsumerSettings"]
+__all__ = ["ConsumerSettings", "connection_settings"]
 
 Decode = Literal["json", "bytes"]
+
+# librdkafka settings the runner sets itself and a ``kafka`` mapping may not change.
+RUNNER_KAFKA_KEYS = frozenset(
+    {
+        "bootstrap.servers",
+        "group.id",
+        "enable.auto.commit",
+        "enable.auto.offset.store",
+        "on_commit",
+        "error_cb",
+        "logger",
+    }
+)
+# The ``kafka`` settings the dead-letter producer shares with the consumer: how to reach and
+# authenticate to the brokers.
+CONNECTION_PREFIXES = ("security.", "sasl.", "ssl.", "enable.ssl.", "socket.", "client.", "broker.", "reconnect.")
+
+
+def connection_settings(kafka: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in kafka.items() if key.startswith(CONNECTION_PREFIXES)}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -90,13 +110,36 @@ class ConsumerSettings:
             raw = env.get(variable, "").strip()
             if name not in overrides and raw:
                 values[name] = parse(variable, raw)  # type: ignore[operator]
+        for name, (variable, parse) in readers.items():
+            # Arguments (the CLI's --attempts, a runner built in code) are held to the same rules.
+            if overrides.get(name) is not None:
+                parse(variable, str(overrides[name]))  # type: ignore[operator]
         values.update({k: v for k, v in overrides.items() if k not in ("bootstrap_servers", "group_id", "topics")})
-        settings = cls(**values)
-        if settings.backoff_max_s < settings.backoff_s:
+        return cls(**values)
+
+    def __post_init__(self) -> None:
+        """What no single value shows: the settings that contradict each other or the runner."""
+        if self.backoff_max_s < self.backoff_s:
+            raise ConfigError("OBSKIT_CONSUMER_BACKOFF_MAX_S", self.backoff_max_s, f">= the backoff ({self.backoff_s})")
+        for topic in self.topics:
+            if topic.startswith("^"):
+                raise ConfigError(
+                    "KAFKA_TOPICS", topic, "topic names (no regex subscription: offsets and DLQs are per named topic)"
+                )
+            dlq = self.dlq_for(topic)
+            if dlq in self.topics:
+                variable = "OBSKIT_CONSUMER_DLQ_TOPIC" if self.dlq_topic else "OBSKIT_CONSUMER_DLQ_SUFFIX"
+                raise ConfigError(
+                    variable, self.dlq_topic or self.dlq_suffix, f"a dead-letter topic other than the consumed {dlq!r}"
+                )
+        taken = sorted(set(self.kafka) & RUNNER_KAFKA_KEYS)
+        if taken:
             raise ConfigError(
-                "OBSKIT_CONSUMER_BACKOFF_MAX_S", settings.backoff_max_s, f">= the backoff ({settings.backoff_s})"
+                "kafka",
+                ", ".join(taken),
+                "no setting the runner owns (at-least-once needs its own offset store and commits; the group and "
+                "brokers come from KAFKA_GROUP_ID and KAFKA_BOOTSTRAP_SERVERS)",
             )
-        return settings
 
     def dlq_for(self, topic: str) -> str:
         return self.dlq_topic or f"{topic}{self.dlq_suffix}"
