@@ -11,6 +11,7 @@ poll loop keeps running (no max.poll.interval.ms breach) and other partitions ke
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import logging
@@ -44,6 +45,8 @@ Handler = Callable[..., Any]
 # What became of a message: its offset may be stored (_OK, _BUSINESS), may be stored once the DLQ
 # confirms it (_PARKED), or it waits for a retry on its paused partition (_RETRY).
 _OK, _BUSINESS, _PARKED, _RETRY = 0, 1, 2, 3
+# How long a revocation waits for dead-letter deliveries in flight (within the rebalance timeout).
+_REVOKE_FLUSH_S = 5.0
 
 
 class FatalConsumerError(obs.ObskitError):
@@ -193,11 +196,9 @@ class Runner:
         )
         server = self._serve_metrics()
         self.metrics_port = None if server is None else server.port
-        token = activate(self._unit)
         try:
             self._loop()
         finally:
-            deactivate(token)
             self._shutdown()
             if server is not None:
                 server.stop()
@@ -220,15 +221,10 @@ class Runner:
 
     # -- the loop -------------------------------------------------------------------------------
 
-    def _loop(self) -> None:  # noqa: PLR0912  (the hot loop, kept flat on purpose)
+    def _loop(self) -> None:
         consume = self.consumer.consume
-        process = self._process
         batch_size, timeout = self.settings.batch_size, self.settings.poll_timeout_s
         retrying = self._retrying
-        counts = self._counts
-        # One topic (the usual case): key the batch's bookkeeping by partition alone.
-        single = self.settings.topics[0] if len(self.settings.topics) == 1 else None
-        mask = self._duration_mask
         commit_every = self.settings.commit_interval_s
         next_tick = next_commit = 0.0
         while not self._stop_flag and self._fatal is None:
@@ -237,28 +233,7 @@ class Runner:
             now = time.monotonic()
             self.last_poll = now
             if batch:
-                last: dict[Any, Message] = {}
-                handled: dict[Any, int] = {}
-                n = 0
-                for message in batch:
-                    if self._stop_flag:
-                        break  # the message in hand is finished; the rest is fetched again later
-                    if message.error() is not None:
-                        self._message_error(message)
-                        continue
-                    key = message.partition() if single else (message.topic(), message.partition())
-                    if retrying and ((single, key) if single else key) in retrying:
-                        continue  # fetched before the partition was paused: fetched again after the retry
-                    n += 1
-                    outcome = process(message, not n & mask)
-                    if outcome != _RETRY:
-                        last[key] = message
-                        if outcome == _OK:
-                            handled[key] = handled.get(key, 0) + 1
-                if last:
-                    self._advance([((single, k) if single else k, m) for k, m in last.items()])
-                    for k, count in handled.items():
-                        counts.add(single or k[0], "ok", count)
+                self._handle(batch)
             assert self._dlq is not None
             self._dlq.poll()
             if self._released:
@@ -272,6 +247,42 @@ class Runner:
             if now >= next_tick:
                 self._tick(now)
                 next_tick = now + 1.0
+
+    def _handle(self, batch: list[Message]) -> None:
+        """One fetched batch, message by message (the hot loop, kept flat on purpose)."""
+        process = self._process
+        retrying = self._retrying
+        # One topic (the usual case): key the batch's bookkeeping by partition alone.
+        single = self.settings.topics[0] if len(self.settings.topics) == 1 else None
+        mask = self._duration_mask
+        last: dict[Any, Message] = {}
+        handled: dict[Any, int] = {}
+        n = 0
+        # The unit is current while the batch's messages are handled, not in between: what the runner
+        # and librdkafka log about partitions and commits belongs to no message.
+        token = activate(self._unit)
+        try:
+            for message in batch:
+                if self._stop_flag:
+                    break  # the message in hand is finished; the rest is fetched again later
+                if message.error() is not None:
+                    self._message_error(message)
+                    continue
+                key = message.partition() if single else (message.topic(), message.partition())
+                if retrying and ((single, key) if single else key) in retrying:
+                    continue  # fetched before the partition was paused: fetched again after the retry
+                n += 1
+                outcome = process(message, not n & mask)
+                if outcome != _RETRY:
+                    last[key] = message
+                    if outcome == _OK:
+                        handled[key] = handled.get(key, 0) + 1
+        finally:
+            deactivate(token)
+        if last:
+            self._advance([((single, k) if single else k, m) for k, m in last.items()])
+            for k, count in handled.items():
+                self._counts.add(single or k[0], "ok", count)
 
     def _wait_s(self, longest: float) -> float:
         """How long the next poll may block while a message waits: until the earliest retry is due."""
@@ -307,9 +318,11 @@ class Runner:
         """One message: decode, handle, and say what may happen to its offset."""
         unit = self._unit
         unit.rebind(message)
+        value = message.value()
         try:
-            payload = self._loads(message.value())
-        except (ValueError, TypeError) as exc:
+            # A tombstone (a null value: a deletion on a compacted topic) is handed on as None.
+            payload = None if value is None else self._loads(value)
+        except Exception as exc:  # not only ValueError: deeply nested JSON raises RecursionError
             return self._poison(message, exc)
         unit._extra = payload
         headers = message.headers()
@@ -465,15 +478,19 @@ class Runner:
             if retry.due > now or self._fatal is not None or self._stop_flag:
                 continue
             message, payload = retry.message, retry.payload
-            self._unit.rebind(message, payload)
-            self._unit.breadcrumbs = retry.breadcrumbs
+            unit = self._unit
+            unit.rebind(message, payload)
+            unit.carry_breadcrumbs(retry.breadcrumbs)
             outcome = _OK
+            token = activate(unit)
             try:
                 self._timed(message, payload)
             except BusinessRuleError as exc:
                 outcome = self._business(message, exc)
             except Exception as exc:
                 outcome = self._failed(message, payload, exc, attempt=retry.attempt + 1)
+            finally:
+                deactivate(token)
             if outcome == _RETRY:
                 continue
             if outcome == _OK:
@@ -485,17 +502,36 @@ class Runner:
     # -- callbacks ------------------------------------------------------------------------------
 
     def _drop_pending(self, partitions: list[TopicPartition]) -> None:
+        paused = []
         for partition in partitions:
             # Not stored, so the partition's next owner gets these messages again: nothing is lost.
             tp = (partition.topic, partition.partition)
-            for state in (self._retrying, self._parked, self._done, self._last_seen):
+            if self._retrying.pop(tp, None) is not None:
+                paused.append(TopicPartition(*tp))
+            for state in (self._parked, self._done, self._last_seen):
                 state.pop(tp, None)  # type: ignore[attr-defined]
             self._released.discard(tp)
+            for gauge in (self._metrics.kafka_consumer_lag_messages, self._metrics.kafka_consumer_lag_seconds):
+                with contextlib.suppress(KeyError):  # no lag measured for it yet
+                    gauge.remove(self._service, tp[0], str(tp[1]))
+        if paused:
+            # librdkafka keeps an application's pause across a rebalance: were the partition handed
+            # back to this consumer, nothing would resume it.
+            try:
+                self.consumer.resume(paused)
+            except KafkaException as exc:
+                logger.warning("could not resume %s: %s", paused, exc)
 
     def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         logger.info("assigned %s", ", ".join(f"{p.topic}[{p.partition}]" for p in partitions))
 
     def _on_revoke(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        # Parked messages whose dead-letter delivery is in flight: confirmed now, their offsets go with
+        # this commit instead of the next owner reading (and parking) them again.
+        if self._parked and self._dlq is not None:
+            self._dlq.flush(_REVOKE_FLUSH_S)
+            if self._released:
+                self._store_released()
         self._drop_pending(partitions)
         self._commit(asynchronous=False)
         logger.info("revoked %s", ", ".join(f"{p.topic}[{p.partition}]" for p in partitions))
@@ -578,19 +614,29 @@ class Runner:
         except KafkaException:
             return
         now = time.time()
+        unseen = [p for p in assignment if (p.topic, p.partition) not in self._last_seen]
+        committed: dict[tuple[str, int], int] = {}
+        if unseen:
+            # Partitions nothing was consumed from yet: where the group stands, asked once for all.
+            try:
+                committed = {(p.topic, p.partition): p.offset for p in self.consumer.committed(unseen, timeout=1.0)}
+            except KafkaException as exc:  # the coordinator unreachable: those partitions wait a round
+                logger.debug("committed offsets unavailable for the lag: %s", exc)
         for partition in assignment:
             tp = (partition.topic, partition.partition)
             try:
-                _low, high = self.consumer.get_watermark_offsets(partition, cached=True)
+                low, high = self.consumer.get_watermark_offsets(partition, cached=True)
             except KafkaException:
                 continue
             if high < 0:
                 continue
             seen = self._last_seen.get(tp)
-            position = seen[0] + 1 if seen else None
-            if position is None:
-                committed = self.consumer.committed([partition], timeout=1.0)[0].offset
-                position = committed if committed >= 0 else _low
+            if seen:
+                position = seen[0] + 1
+            elif tp in committed:
+                position = committed[tp] if committed[tp] >= 0 else low
+            else:
+                continue
             lag = max(0, high - position)
             labels = (self._service, tp[0], str(tp[1]))
             self._metrics.kafka_consumer_lag_messages.labels(*labels).set(lag)

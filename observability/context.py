@@ -188,6 +188,12 @@ class LazyUnit(Unit):
             if not keep_breadcrumbs:
                 self.breadcrumbs = None
 
+    def carry_breadcrumbs(self, breadcrumbs: Any) -> None:
+        """Go on with the breadcrumbs of an earlier attempt of the same unit of work (a retry); the
+        next rebind clears them."""
+        self._dirty = True
+        self.breadcrumbs = breadcrumbs
+
     def mark_sampled(self) -> None:
         """This unit is traced: its transaction collects child spans (see ``observability.span``)."""
         self._dirty = True

@@ -1,0 +1,189 @@
+"""The runner's edges, driven with a stand-in consumer and dead-letter producer: rebalances, the lag of
+an unreachable coordinator, messages that are not JSON objects, and which message a log line or
+breadcrumb belongs to."""
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
+
+import observability as obs
+from consumers.runner import Runner
+from consumers.settings import ConsumerSettings
+from observability.testing import CapturedEvents
+
+
+class FakeConsumer:
+    """What the runner calls on its consumer, recorded."""
+
+    def __init__(self, high: int = 10, committed: Callable[[], int] | None = None) -> None:
+        self.stored: list[tuple[str, int, int]] = []
+        self.paused: list[tuple[str, int]] = []
+        self.resumed: list[tuple[str, int]] = []
+        self.commits = 0
+        self.assigned = [TopicPartition("t", 0), TopicPartition("t", 1)]
+        self.high = high
+        self.committed_offset = committed or (lambda: 4)
+        self.committed_calls = 0
+
+    def store_offsets(self, offsets: list[TopicPartition]) -> None:
+        self.stored += [(p.topic, p.partition, p.offset) for p in offsets]
+
+    def pause(self, partitions: list[TopicPartition]) -> None:
+        self.paused += [(p.topic, p.partition) for p in partitions]
+
+    def resume(self, partitions: list[TopicPartition]) -> None:
+        self.resumed += [(p.topic, p.partition) for p in partitions]
+
+    def seek(self, partition: TopicPartition) -> None:
+        pass
+
+    def commit(self, asynchronous: bool = True) -> None:
+        self.commits += 1
+
+    def assignment(self) -> list[TopicPartition]:
+        return self.assigned
+
+    def get_watermark_offsets(self, partition: TopicPartition, cached: bool = True) -> tuple[int, int]:
+        return 0, self.high
+
+    def committed(self, partitions: list[TopicPartition], timeout: float = 1.0) -> list[TopicPartition]:
+        self.committed_calls += 1
+        return [TopicPartition(p.topic, p.partition, self.committed_offset()) for p in partitions]
+
+
+class FakeDeadLetters:
+    """Parks messages; ``flush`` delivers what is in flight, as the real producer's reports would."""
+
+    def __init__(self) -> None:
+        self.in_flight: list[tuple[Message, dict[str, Any], Callable[[str | None], None]]] = []
+        self.parked: list[tuple[Message, dict[str, Any]]] = []
+
+    def park(self, message: Message, *, on_done: Callable[[str | None], None], **why: Any) -> None:
+        self.in_flight.append((message, why, on_done))
+
+    def poll(self, timeout: float = 0.0) -> None:
+        pass
+
+    def flush(self, timeout: float) -> int:
+        for message, why, on_done in self.in_flight:
+            self.parked.append((message, why))
+            on_done(None)
+        self.in_flight.clear()
+        return 0
+
+
+def message(offset: int, value: bytes | None, *, partition: int = 0, user: str | None = None) -> Message:
+    headers = [("x-user-id", user.encode())] if user else []
+    return Message(topic="t", partition=partition, offset=offset, value=value, headers=headers, timestamp=(1, 1000))
+
+
+def runner(handler: Callable[..., Any], **settings: Any) -> tuple[Runner, FakeConsumer, FakeDeadLetters]:
+    config = ConsumerSettings.from_env({}, bootstrap_servers="127.0.0.1:9", topics=("t",), group_id="g", **settings)
+    r = Runner(handler, config, install_signals=False)
+    consumer, dead_letters = FakeConsumer(), FakeDeadLetters()
+    r.consumer, r._dlq = consumer, dead_letters  # type: ignore[assignment]
+    return r, consumer, dead_letters
+
+
+def lag(events: CapturedEvents, partition: int) -> float | None:
+    labels = {"service": "test", "topic": "t", "partition": str(partition)}
+    return events.registry.get_sample_value("obskit_kafka_consumer_lag_messages", labels)
+
+
+def test_a_retried_message_that_succeeds_leaves_its_breadcrumbs_behind(obskit_events: CapturedEvents) -> None:
+    attempts: list[str] = []
+
+    def handler(payload: dict[str, Any]) -> None:
+        attempts.append(payload["id"])
+        if payload["id"] == "a" and attempts.count("a") == 1:
+            raise ValueError("a transient failure")
+        if payload["id"] == "b":
+            obs.capture_message("b looks around")
+
+    r, _, _ = runner(handler)
+    r._handle([message(1, b'{"id": "a", "user_id": "alice"}')])
+    r._retrying[("t", 0)].due = 0.0
+    r._service_retries()  # a succeeds at its second attempt, with its first attempt's breadcrumb
+    r._handle([message(7, b'{"id": "b", "user_id": "bob"}', partition=1)])
+    (event,) = obskit_events.messages
+    assert event["tags"]["user_id"] == "bob"
+    assert [c.get("message") for c in event["breadcrumbs"]["values"]] == []
+
+
+def test_the_unit_is_current_only_while_a_batch_is_handled(obskit_events: CapturedEvents) -> None:
+    seen: list[str | None] = []
+
+    def handler(payload: dict[str, Any]) -> None:
+        unit = obs.current()
+        seen.append(None if unit is None else unit.user_id)
+
+    r, _, _ = runner(handler)
+    r._handle([message(1, b'{"user_id": "alice"}'), message(2, b'{"user_id": "bob"}')])
+    assert seen == ["alice", "bob"]
+    # What the runner logs after the batch (a revocation, a failed commit) belongs to no message.
+    assert obs.current() is None
+
+
+@pytest.mark.parametrize("decode", ["json", "bytes"])
+def test_a_tombstone_reaches_the_handler_as_none(obskit_events: CapturedEvents, decode: str) -> None:
+    payloads: list[object] = []
+    r, consumer, dead_letters = runner(payloads.append, decode=decode)
+    r._handle([message(3, None)])
+    assert payloads == [None]
+    assert (dead_letters.in_flight, consumer.stored, obskit_events.errors) == ([], [("t", 0, 4)], [])
+
+
+def test_deeply_nested_json_is_parked_not_raised(obskit_events: CapturedEvents) -> None:
+    r, consumer, dead_letters = runner(lambda payload: None)
+    r._handle([message(5, b"[" * 100_000)])
+    ((_, why, _),) = dead_letters.in_flight
+    assert (why["reason"], type(why["error"]).__name__) == ("undecodable", "RecursionError")
+    assert consumer.stored == [("t", 0, 5)]  # not past it before the dead-letter topic has it
+
+
+def test_a_revoked_partition_waiting_for_a_retry_is_resumed_and_its_lag_series_dropped(
+    obskit_events: CapturedEvents,
+) -> None:
+    def handler(payload: dict[str, Any]) -> None:
+        raise ValueError("down")
+
+    r, consumer, _ = runner(handler)
+    r._handle([message(1, b"{}")])
+    assert consumer.paused == [("t", 0)]
+    r._update_lag()
+    assert lag(obskit_events, 0) == 6  # the group's committed 4 to the high watermark 10
+    r._on_revoke(None, [TopicPartition("t", 0)])
+    # librdkafka keeps an application's pause across a rebalance: handed back, it would never fetch.
+    assert consumer.resumed == [("t", 0)]
+    assert lag(obskit_events, 0) is None  # a revoked partition's lag is its next owner's to report
+    assert lag(obskit_events, 1) == 6
+
+
+def test_a_revocation_confirms_dead_letters_in_flight_before_it_commits(obskit_events: CapturedEvents) -> None:
+    def handler(payload: dict[str, Any]) -> None:
+        raise ValueError("broken for good")
+
+    r, consumer, dead_letters = runner(handler, attempts=1)
+    r._handle([message(1, b"{}")])
+    assert consumer.stored == [("t", 0, 1)]  # parked, its delivery report not in yet: not past it
+    r._on_revoke(None, [TopicPartition("t", 0)])
+    assert len(dead_letters.parked) == 1
+    assert consumer.stored[-1] == ("t", 0, 2)  # committed with the revocation: the next owner moves on
+    assert consumer.commits == 1
+
+
+def test_the_lag_waits_a_round_when_the_coordinator_is_unreachable(obskit_events: CapturedEvents) -> None:
+    r, consumer, _ = runner(lambda payload: None)
+
+    def unreachable() -> int:
+        raise KafkaException(KafkaError(KafkaError._TIMED_OUT))
+
+    consumer.committed_offset = unreachable
+    r._update_lag()  # does not raise into the poll loop
+    assert (lag(obskit_events, 0), lag(obskit_events, 1)) == (None, None)
+    consumer.committed_offset = lambda: 4
+    r._update_lag()
+    assert (lag(obskit_events, 0), lag(obskit_events, 1)) == (6, 6)
+    assert consumer.committed_calls == 2  # one question a round for every partition not consumed from
