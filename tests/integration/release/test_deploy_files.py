@@ -166,3 +166,17 @@ def _pipeline() -> dict:
 
     Loader.add_constructor("!reference", lambda loader, node: loader.construct_sequence(node))
     return yaml.load((ROOT / ".gitlab-ci.yml").read_text(), Loader=Loader)
+
+
+def test_prometheus_scrapes_every_service_that_serves_metrics(compose: dict) -> None:
+    # A service with a metrics port that Prometheus does not scrape has alerts that can never fire.
+    serving = {
+        f"{name}:{value}"
+        for name, service in compose["services"].items()
+        for key, value in (service.get("environment") or {}).items()
+        if key.endswith("_METRICS_PORT")
+    }
+    config = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
+    scraped = {target for job in config["scrape_configs"] for c in job["static_configs"] for target in c["targets"]}
+    assert serving == {"consumer:8001", "worker:8002"}
+    assert serving <= scraped
