@@ -117,6 +117,7 @@ def _release_info(release: dict[str, Any]) -> dict[str, Any]:
         "dateReleased": release.get("dateReleased"),
         "lastEvent": None,
         "newGroups": 0,
+        "lastCommit": release.get("lastCommit"),
         "projects": [{"slug": p, "name": p} for p in release["projects"]],
     }
 
@@ -163,7 +164,21 @@ def _repos(state: _State, call: Call, args: dict[str, str]) -> tuple[int, Any]:
 
 
 def _previous(state: _State, call: Call, args: dict[str, str]) -> tuple[int, Any]:
-    return 200, {}  # no earlier release with commits: sentry-cli takes the last 20 local commits
+    # Sentry's answer (OrganizationReleasePreviousCommitsEndpoint): the latest release with commits dated
+    # (released, else created) no later than this one, this one included. sentry-cli sends the local
+    # commits after that release's last commit; none (an empty answer): the last 20.
+    release = state.releases.get(args["version"])
+    if release is None:
+        return 404, {"detail": "The requested resource does not exist"}
+
+    def date(r: dict[str, Any]) -> datetime:
+        return datetime.fromisoformat(r.get("dateReleased") or r["dateCreated"])
+
+    start = date(release)
+    with_commits = [r for r in state.releases.values() if r.get("lastCommit") and date(r) <= start]
+    if not with_commits:
+        return 200, {}
+    return 200, _release_info(max(with_commits, key=date))
 
 
 def _update_release(state: _State, call: Call, args: dict[str, str]) -> tuple[int, Any]:
@@ -174,6 +189,8 @@ def _update_release(state: _State, call: Call, args: dict[str, str]) -> tuple[in
     for key in ("refs", "commits", "dateReleased"):
         if key in body:
             release[key] = body[key]
+    if body.get("commits"):
+        release["lastCommit"] = {"id": body["commits"][0]["id"]}  # the newest, as Sentry keeps it
     return 200, _release_info(release)
 
 

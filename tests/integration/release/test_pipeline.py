@@ -19,7 +19,7 @@ import yaml
 from sentry_recorder import ORG, PROJECT, ROOT, SentryRecorder, git
 
 from observability.config import Settings
-from observability.sentry_api import client
+from observability.sentry_api import StoredEvent, client
 from tests.helpers import wait_for_event
 
 REMOTE = "https://gitlab.example.com/acme/payments.git"
@@ -46,6 +46,48 @@ obs.init("payments-worker")
 event_id = obs.capture_message("payments-worker deployed", "info")
 obs.flush(10)
 open(sys.argv[1], "w").write(event_id or "")
+"""
+
+# Stands for the Docker CLI in the build job: a registry of image tags, each file holding the
+# SENTRY_RELEASE its image was built with; `builds` lists every image built, in order.
+FAKE_DOCKER = """\
+#!/bin/sh
+set -eu
+registry={registry}
+image_file() {{ printf '%s/%s' "$registry" "$(printf '%s' "$1" | tr '/:' '__')"; }}
+case "$1" in
+    login) cat > /dev/null ;;
+    manifest) [ "$2" = inspect ] && [ -f "$(image_file "$3")" ] ;;
+    build)
+        release=$(printf '%s\\n' "$@" | sed -n 's/^SENTRY_RELEASE=//p')
+        tag=$(printf '%s\\n' "$@" | sed -n '/^--tag$/{{n;p;}}')
+        printf '%s\\n' "$release" > "$(image_file "$tag")"
+        printf '%s\\n' "$tag" >> "$registry/builds" ;;
+    push) [ -f "$(image_file "$2")" ] ;;
+    *) echo "fake docker: $1 is not expected" >&2; exit 2 ;;
+esac
+"""
+
+# Stands for `docker compose --env-file deploy.env up`: the app runs with what the image carries
+# (SENTRY_RELEASE, baked in at build) and what compose passes (SENTRY_ENVIRONMENT); its event's id is
+# written to <events>/<environment>.
+STACK = """\
+import os
+import sys
+from pathlib import Path
+
+registry, events = Path(sys.argv[1]), Path(sys.argv[2])
+env = dict(line.split("=", 1) for line in Path("deploy.env").read_text().splitlines() if line)
+image = registry / env["OBSKIT_IMAGE"].replace("/", "_").replace(":", "_")
+os.environ["SENTRY_RELEASE"] = image.read_text().strip()  # the image's, whatever the job's is
+os.environ["SENTRY_ENVIRONMENT"] = env["SENTRY_ENVIRONMENT"]
+
+import observability as obs
+
+obs.init("payments-worker")
+event_id = obs.capture_message("payments-worker deployed", "info")
+obs.flush(10)
+(events / env["SENTRY_ENVIRONMENT"]).write_text(event_id or "")
 """
 
 
@@ -77,16 +119,19 @@ def run_jobs(
     *jobs: str,
     variables: dict[str, str] | None = None,
     unset: tuple[str, ...] = (),
+    bin_dir: Path | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``jobs`` with gitlab-ci-local; sentry-cli's variables point at the recorder (minus ``unset``)."""
+    """Run ``jobs`` with gitlab-ci-local; sentry-cli's variables point at the recorder (minus ``unset``);
+    commands in ``bin_dir`` come first on PATH."""
     merged = {**recorder.env(), **(variables or {})}
     argv = [gitlab_ci_local, *jobs, "--force-shell-executor", "--no-color"]
     for name, value in merged.items():
         if name not in unset:
             argv += ["--variable", f"{name}={value}"]
+    path = [str(bin_dir)] if bin_dir else []
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("SENTRY_", "CI_", "GITLAB_"))},
-        "PATH": f"{Path(sentry_cli).parent}{os.pathsep}{os.environ['PATH']}",
+        "PATH": os.pathsep.join([*path, str(Path(sentry_cli).parent), os.environ["PATH"]]),
         # Anything that tries the internet (an update check, sentry.io) goes through the recorder, refused.
         "HTTPS_PROXY": recorder.url,
         "HTTP_PROXY": recorder.url,
@@ -97,6 +142,22 @@ def run_jobs(
 
 def expected(calls: list[str], release: str) -> list[str]:
     return [c.format(org=ORG, project=PROJECT, release=release) for c in calls]
+
+
+def stored_event(sentry_server, event_id: str) -> StoredEvent:
+    """The event as the Sentry-compatible server stored it."""
+    assert event_id, "the app sent no event"
+    env = {
+        "SENTRY_URL": sentry_server.url,
+        "SENTRY_AUTH_TOKEN": sentry_server.token,
+        "SENTRY_PROJECT": sentry_server.project,
+        "OBSKIT_SENTRY_API": sentry_server.api,
+    }
+    api = client(Settings.from_env(env, service="release-test"))
+    try:
+        return wait_for_event(api, event_id)
+    finally:
+        api.close()
 
 
 def test_release_and_deploy_jobs_create_set_commits_finalize_and_deploy_in_order(
@@ -143,19 +204,7 @@ def test_release_and_deploy_jobs_create_set_commits_finalize_and_deploy_in_order
     assert [d["environment"] for d in recorder.deploys[release]] == ["staging"]
 
     # The app the deploy started reported that same release and environment to the Sentry-compatible server.
-    event_id = event_file.read_text().strip()
-    assert event_id, "the app sent no event"
-    env = {
-        "SENTRY_URL": sentry_server.url,
-        "SENTRY_AUTH_TOKEN": sentry_server.token,
-        "SENTRY_PROJECT": sentry_server.project,
-        "OBSKIT_SENTRY_API": sentry_server.api,
-    }
-    api = client(Settings.from_env(env, service="release-test"))
-    try:
-        stored = wait_for_event(api, event_id)
-    finally:
-        api.close()
+    stored = stored_event(sentry_server, event_file.read_text().strip())
     assert stored.data["release"] == release
     assert stored.data["environment"] == "staging"
     assert stored.tags["env"] == "staging"
@@ -187,9 +236,73 @@ def test_release_job_links_commits_through_the_repository_integration_with_auto(
     assert calls[3].body == {"refs": [{"repository": "acme/payments", "commit": head, "previousCommit": None}]}
 
 
-def test_a_tag_releases_under_the_tag_and_deploys_to_production(
+def test_a_commit_deployed_to_staging_then_tagged_is_one_release_with_its_commits_and_two_deploys(
+    gitlab_ci_local: str, sentry_cli: str, repo: Path, recorder: SentryRecorder, sentry_server, tmp_path: Path
+) -> None:
+    # The default branch's pipeline (build, release, deploy to staging), then the tag's on the same
+    # commit, as GitLab runs them. The build job runs against a fake registry instead of Docker-in-Docker.
+    pipeline = (repo / ".gitlab-ci.yml").read_text()
+    assert '  services: ["docker:27-dind"]\n' in pipeline
+    (repo / ".gitlab-ci.yml").write_text(pipeline.replace('  services: ["docker:27-dind"]\n', ""))
+    registry, events, bin_dir = tmp_path / "registry", tmp_path / "events", tmp_path / "bin"
+    for directory in (registry, events, bin_dir):
+        directory.mkdir()
+    (bin_dir / "docker").write_text(FAKE_DOCKER.format(registry=registry))
+    (bin_dir / "docker").chmod(0o755)
+    (tmp_path / "stack.py").write_text(STACK)
+    head = git(repo, "rev-parse", "HEAD")
+    release = f"{SERVICE}@{head[:8]}"
+    variables = {
+        "SENTRY_DSN": sentry_server.dsn,
+        "DEPLOY_COMMAND": f"{sys.executable} {tmp_path / 'stack.py'} {registry} {events}",
+        "CI_REGISTRY": "registry.example.com",
+        "CI_REGISTRY_USER": "gitlab-ci-token",
+        "CI_REGISTRY_PASSWORD": "registry-password",
+    }
+
+    for extra in ({}, {"CI_COMMIT_TAG": "v1.4.0"}):
+        result = run_jobs(
+            gitlab_ci_local,
+            sentry_cli,
+            repo,
+            recorder,
+            "build",
+            "release",
+            "deploy",
+            variables={**variables, **extra},
+            bin_dir=bin_dir,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+
+    # Each deploy is on a release that has the commits (suspect commits work in production too)...
+    deployed = {d["environment"]: version for version, deploys in recorder.deploys.items() for d in deploys}
+    assert set(deployed) == {"staging", "production"}
+    for environment, version in deployed.items():
+        commits = recorder.releases[version].get("commits") or []
+        assert [c["message"].strip() for c in commits] == list(reversed(COMMITS)), f"{environment}: {version}"
+        assert commits[0]["id"] == head
+    # ...and it is one release, made once: the tag's pipeline found it and left its commits alone.
+    assert list(recorder.releases) == [release]
+    assert [(d["environment"], d.get("name")) for d in recorder.deploys[release]] == [
+        ("staging", "main"),
+        ("production", "v1.4.0"),
+    ]
+    # One image, built once, carrying that release; production ran what staging ran.
+    built = (registry / "builds").read_text().split()
+    assert len(built) == 1
+    assert built[0].endswith(f":{head[:8]}")
+    # Each environment's events carry the release its deploy was recorded on.
+    for environment in ("staging", "production"):
+        stored = stored_event(sentry_server, (events / environment).read_text().strip())
+        assert stored.data["release"] == release, environment
+        assert stored.data["environment"] == environment
+
+
+def test_a_tag_on_a_commit_never_released_makes_the_commits_release_with_its_commits(
     gitlab_ci_local: str, sentry_cli: str, repo: Path, recorder: SentryRecorder
 ) -> None:
+    head = git(repo, "rev-parse", "HEAD")
+    release = f"{SERVICE}@{head[:8]}"
     result = run_jobs(
         gitlab_ci_local,
         sentry_cli,
@@ -200,8 +313,10 @@ def test_a_tag_releases_under_the_tag_and_deploys_to_production(
         variables={"CI_COMMIT_TAG": "v1.4.0", "DEPLOY_COMMAND": "true"},
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert list(recorder.releases) == [f"{SERVICE}@v1.4.0"]
-    assert [d["environment"] for d in recorder.deploys[f"{SERVICE}@v1.4.0"]] == ["production"]
+    assert list(recorder.releases) == [release]
+    assert [c["id"] for c in recorder.releases[release]["commits"]][:1] == [head]
+    assert recorder.releases[release]["dateReleased"]
+    assert [(d["environment"], d.get("name")) for d in recorder.deploys[release]] == [("production", "v1.4.0")]
 
 
 @pytest.mark.parametrize(
@@ -330,7 +445,7 @@ def test_the_release_name_in_ci_is_the_one_the_app_falls_back_to_in_a_checkout(r
     ("env", "message"),
     [
         ({}, "SERVICE_NAME is not set"),
-        ({"SERVICE_NAME": SERVICE, "CI_COMMIT_TAG": "release/1.0"}, "has a slash or whitespace"),
+        ({"SERVICE_NAME": "acme/payments"}, "has a slash or whitespace"),
     ],
 )
 def test_the_release_name_script_refuses_what_sentry_would(repo: Path, env: dict[str, str], message: str) -> None:
