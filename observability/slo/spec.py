@@ -6,12 +6,12 @@ defaults:                      # apply to every service without an entry of its 
   period: 30d                  # the error budget's period
   bad_outcomes: [error]        # add business_failure to make rule failures burn the budget
   min_events: 100              # below this many units in a window the ratio is shown but never pages
-  paging_envs: [prod]          # only these envs page; others get tickets
+  paging_envs: [prod, production]  # only these envs page; others get tickets (GitLab deploys `production`)
   thresholds:                  # simple extra thresholds, e.g. the teams' "errors < 0.1% over 10m"
     - {name: errors-10m, window: 10m, error_ratio: 0.001}
 slos:
   - service: payments-worker   # one entry per service; env "*" (the default) matches every env
-    env: prod
+    env: production
     objective: 99.95
 ```
 A bad file fails with one line naming the file, the field, the value and the expected form.
@@ -30,7 +30,11 @@ from observability.errors import ObskitError
 from observability.slo.outcomes import DEFAULT_BAD, Outcome
 from observability.slo.windows import TIERS, format_duration, parse_duration
 
-__all__ = ["SLO", "Spec", "SpecError", "Threshold", "load_spec"]
+__all__ = ["DEFAULT_PAGING_ENVS", "SLO", "Spec", "SpecError", "Threshold", "load_spec"]
+
+# Both spellings of the env that pages: `production` is what the pipeline deploys (GitLab's and Sentry's
+# usual name, handed over as SENTRY_ENVIRONMENT), `prod` the short one many teams use.
+DEFAULT_PAGING_ENVS = ("prod", "production")
 
 
 class SpecError(ObskitError, ValueError):
@@ -54,7 +58,7 @@ class SLO:
     period_s: int = 30 * 86400
     bad_outcomes: tuple[Outcome, ...] = DEFAULT_BAD
     min_events: int = 100
-    paging_envs: tuple[str, ...] = ("prod",)
+    paging_envs: tuple[str, ...] = DEFAULT_PAGING_ENVS
     thresholds: tuple[Threshold, ...] = (Threshold("errors-10m", 600, 0.001),)
 
     @property
@@ -123,7 +127,7 @@ class _Reader:
         if "paging_envs" in raw:
             envs = raw["paging_envs"]
             if not isinstance(envs, list) or not all(isinstance(e, str) and e for e in envs):
-                self.fail(f"{where}.paging_envs", envs, "a list of env names, e.g. [prod]")
+                self.fail(f"{where}.paging_envs", envs, "a list of env names, e.g. [prod, production]")
             values["paging_envs"] = tuple(envs)
         if "thresholds" in raw:
             values["thresholds"] = self.thresholds(f"{where}.thresholds", raw["thresholds"])

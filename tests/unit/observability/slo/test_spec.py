@@ -16,6 +16,13 @@ def test_defaults_without_a_file() -> None:
     assert slo.budget == pytest.approx(0.001)
 
 
+def test_the_pipelines_production_env_pages_by_default() -> None:
+    # .gitlab-ci.yml deploys tags with SENTRY_ENVIRONMENT=production: that env must page without a spec.
+    slo = load_spec(None).for_service("payments", "production")
+    assert slo.pages("production")
+    assert slo.pages("prod")
+
+
 def test_entries_override_defaults_and_exact_env_wins(tmp_path: Path) -> None:
     path = tmp_path / "slo.yaml"
     path.write_text(
