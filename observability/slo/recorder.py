@@ -181,10 +181,22 @@ class Recorder:
                 self._pending[key] += value
 
     def close(self, timeout_s: float = 5.0) -> None:
-        """Stop the flush thread and send what is left (bounded by ``timeout_s``)."""
+        """Stop the flush thread and send what is left (bounded by ``timeout_s``).
+
+        What Redis does not take now is lost with the process: it is counted as dropped and logged.
+        """
         self._stop.set()
         self._wake.set()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout_s)
-        self.flush()
+        if self.flush():
+            return
+        with self._lock:
+            dropped = sum(self._pending.values())
+            self._pending = dict.fromkeys(OUTCOMES, 0)
+            self._pending_since = None
+        if dropped:
+            logger.warning("dropping %d SLO counts at shutdown: Redis did not take the last flush", dropped)
+            if self._metrics is not None:
+                self._metrics.slo_records_dropped.labels(self.service).inc(dropped)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import time
@@ -128,6 +129,38 @@ def test_redis_down_keeps_counts_then_drops_and_counts_them() -> None:
     assert not recorder.flush()
     assert recorder.pending() == {}
     assert registry.get_sample_value("obskit_slo_records_dropped_total", {"service": "svc"}) == 7
+
+
+def test_counts_redis_cannot_take_at_shutdown_are_counted_and_logged_as_dropped(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    registry = CollectorRegistry()
+    client = FakeRedis()
+    client.down = True
+    recorder = Recorder(
+        service="svc", env="prod", client=client, metrics=Metrics.for_registry(registry), flush_interval_s=60
+    )
+    recorder.record(Outcome.ERROR, 500)
+    recorder.record(Outcome.OK, 2)
+    with caplog.at_level(logging.WARNING, logger="observability.slo.recorder"):
+        recorder.close(timeout_s=5)
+    assert registry.get_sample_value("obskit_slo_records_dropped_total", {"service": "svc"}) == 502
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING][-1] == (
+        "dropping 502 SLO counts at shutdown: Redis did not take the last flush"
+    )
+    assert recorder.pending() == {}
+
+
+def test_a_clean_shutdown_sends_the_rest_and_drops_nothing() -> None:
+    registry = CollectorRegistry()
+    client = FakeRedis()
+    recorder = Recorder(
+        service="svc", env="prod", client=client, metrics=Metrics.for_registry(registry), flush_interval_s=60
+    )
+    recorder.record(Outcome.OK, 3)
+    recorder.close(timeout_s=5)
+    assert sum(counts.get("ok", 0) for _, counts in client.flushes) == 3
+    assert not registry.get_sample_value("obskit_slo_records_dropped_total", {"service": "svc"})
 
 
 def test_unknown_outcome_is_a_clear_error() -> None:
