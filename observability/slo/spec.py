@@ -4,7 +4,8 @@
 defaults:                      # apply to every service without an entry of its own
   objective: 99.9              # percent of units that must not be bad
   period: 30d                  # the error budget's period
-  bad_outcomes: [error]        # add business_failure to make rule failures burn the budget
+  bad_outcomes: [error]        # add business_failure to make rule failures burn the budget (only
+                               # ok, error, business_failure: the outcomes the ratio's total counts)
   min_events: 100              # below this many units in a window the ratio is shown but never pages
   paging_envs: [prod, production]  # only these envs page; others get tickets (GitLab deploys `production`)
   thresholds:                  # simple extra thresholds, e.g. the teams' "errors < 0.1% over 10m"
@@ -27,7 +28,7 @@ from typing import Any, NoReturn
 import yaml
 
 from observability.errors import ObskitError
-from observability.slo.outcomes import DEFAULT_BAD, Outcome
+from observability.slo.outcomes import COMPLETED, DEFAULT_BAD, Outcome
 from observability.slo.windows import TIERS, format_duration, parse_duration
 
 __all__ = ["DEFAULT_PAGING_ENVS", "SLO", "Spec", "SpecError", "Threshold", "load_spec"]
@@ -144,13 +145,12 @@ class _Reader:
         return seconds
 
     def outcomes(self, where: str, value: object) -> tuple[Outcome, ...]:
-        allowed = ", ".join(o.value for o in Outcome)
-        if not isinstance(value, list) or not value:
-            self.fail(where, value, f"a non-empty list of outcomes from {allowed}")
-        try:
-            return tuple(Outcome(v) for v in value)
-        except ValueError:
-            self.fail(where, value, f"outcomes from {allowed}")
+        # Only outcomes in the ratio's total can be bad: bad / total must stay between 0 and 1.
+        allowed = ", ".join(o.value for o in COMPLETED)
+        if not isinstance(value, list) or not value or not all(v in COMPLETED for v in value):
+            left_out = ", ".join(o.value for o in Outcome if o not in COMPLETED)
+            self.fail(where, value, f"a non-empty list of outcomes from {allowed} ({left_out} are not in the total)")
+        return tuple(Outcome(v) for v in value)
 
     def thresholds(self, where: str, value: object) -> tuple[Threshold, ...]:
         if not isinstance(value, list):
