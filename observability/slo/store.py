@@ -1,7 +1,9 @@
 """The SLO counts in Redis: cumulative totals plus per-tier snapshots (see ``windows``).
 
-Keys carry the service as a Redis Cluster hash tag, so one service's keys share a slot and a flush is
-one script call; all flushes of a process go in one pipelined round trip.
+One script call per service and env; all flushes of a process go in one pipelined round trip. For a
+single-node (or Sentinel-managed) Redis: the ``{service}`` hash tag keeps one service's counts in one
+slot, but the index key lives elsewhere and the client is a plain ``redis.Redis``, so Redis Cluster is
+not supported.
 
 - ``obskit:slo:{<service>}:<env>:totals``: hash, outcome -> count since the first flush, ``ts`` -> last flush
 - ``obskit:slo:{<service>}:<env>:snap:<step>``: sorted set, score = boundary, member =
