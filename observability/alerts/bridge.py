@@ -26,6 +26,7 @@ import httpx
 
 from observability._http import Server, respond
 from observability.errors import ObskitError
+from observability.slo.spec import DEFAULT_PAGING_ENVS
 
 __all__ = ["Bridge", "PayloadError", "UpstreamError", "alerts_from_webhook", "make_app", "serve"]
 
@@ -197,7 +198,7 @@ def alerts_from_webhook(
     payload: object,
     *,
     resource: str | None,
-    paging_envs: Collection[str] = ("prod",),
+    paging_envs: Collection[str] = DEFAULT_PAGING_ENVS,
     now: datetime | None = None,
     resolve_after_s: float = 3600.0,
 ) -> tuple[list[dict[str, Any]], str]:
@@ -266,7 +267,7 @@ class Bridge:
     """Where alerts go and how they are judged; ``forward`` turns one webhook into posted alerts."""
 
     alertmanager_url: str
-    paging_envs: Collection[str] = ("prod",)
+    paging_envs: Collection[str] = DEFAULT_PAGING_ENVS
     secret: str | None = None
     resolve_after_s: float = 3600.0
     timeout_s: float = 5.0

@@ -2,8 +2,10 @@
 
 ``record()`` is the hot path: one lock and one dict increment, no I/O. A daemon thread, started on
 first use (and again in a forked child, which starts from zero), flushes the counts in one pipelined
-round trip. When Redis is down the counts stay in memory for ``max_pending_s``; past that they are
-dropped and counted in ``obskit_slo_records_dropped_total``, and the work never waits.
+round trip; with nothing to send it still stamps the flush time every ``heartbeat_s``, so freshness
+tells a quiet service from a dead one. When Redis is down the counts stay in memory for
+``max_pending_s``; past that they are dropped and counted in ``obskit_slo_records_dropped_total``, and
+the work never waits.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ class Recorder:
         metrics: Metrics | None = None,
         flush_interval_s: float = 1.0,
         max_pending_s: float = 600.0,
+        heartbeat_s: float = 60.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if client is None and redis_url is None:
@@ -51,6 +54,7 @@ class Recorder:
         self._metrics = metrics
         self.flush_interval_s = flush_interval_s
         self.max_pending_s = max_pending_s
+        self.heartbeat_s = heartbeat_s
         self._clock = clock
         self._indexed = False
         self._reset()
@@ -68,6 +72,8 @@ class Recorder:
         self._lock = threading.Lock()
         self._pending: dict[str, int] = dict.fromkeys(OUTCOMES, 0)
         self._pending_since: float | None = None
+        # When this process last wrote to Redis (the clock's time), counts or heartbeat.
+        self._last_sent: float | None = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -97,7 +103,26 @@ class Recorder:
         while not self._stop.is_set():
             self._wake.wait(self.flush_interval_s)
             self._wake.clear()
-            self.flush()
+            self._tick()
+
+    def _tick(self) -> None:
+        """One round of the flush thread: send the counts; when idle, refresh the flush time now and then."""
+        if not self.flush():
+            return
+        now = self._clock()
+        last = self._last_sent
+        if last is not None and 0 <= now - last < self.heartbeat_s:
+            return
+        # Stamped before trying: Redis down, the next attempt is a heartbeat later, not a second later.
+        self._last_sent = now
+        try:
+            self._get_store().flush([(self.service, self.env, {})], now, index=not self._indexed)
+        except Exception as exc:
+            if self._metrics is not None:
+                self._metrics.slo_flush_errors.labels(self.service).inc()
+            logger.debug("SLO heartbeat not written to Redis: %s", exc)
+            return
+        self._indexed = True
 
     def _get_store(self) -> Store:
         if self._store is None:
@@ -122,12 +147,14 @@ class Recorder:
             batch = self._pending
             self._pending = dict.fromkeys(OUTCOMES, 0)
         counts = {Outcome(k): v for k, v in batch.items() if v}
+        now = self._clock()
         try:
-            self._get_store().flush([(self.service, self.env, counts)], self._clock(), index=not self._indexed)
+            self._get_store().flush([(self.service, self.env, counts)], now, index=not self._indexed)
         except Exception as exc:
             self._requeue(batch, exc)
             return False
         self._indexed = True
+        self._last_sent = now
         self._pending_since = None
         return True
 
@@ -154,10 +181,22 @@ class Recorder:
                 self._pending[key] += value
 
     def close(self, timeout_s: float = 5.0) -> None:
-        """Stop the flush thread and send what is left (bounded by ``timeout_s``)."""
+        """Stop the flush thread and send what is left (bounded by ``timeout_s``).
+
+        What Redis does not take now is lost with the process: it is counted as dropped and logged.
+        """
         self._stop.set()
         self._wake.set()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout_s)
-        self.flush()
+        if self.flush():
+            return
+        with self._lock:
+            dropped = sum(self._pending.values())
+            self._pending = dict.fromkeys(OUTCOMES, 0)
+            self._pending_since = None
+        if dropped:
+            logger.warning("dropping %d SLO counts at shutdown: Redis did not take the last flush", dropped)
+            if self._metrics is not None:
+                self._metrics.slo_records_dropped.labels(self.service).inc(dropped)

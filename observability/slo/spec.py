@@ -4,14 +4,15 @@
 defaults:                      # apply to every service without an entry of its own
   objective: 99.9              # percent of units that must not be bad
   period: 30d                  # the error budget's period
-  bad_outcomes: [error]        # add business_failure to make rule failures burn the budget
+  bad_outcomes: [error]        # add business_failure to make rule failures burn the budget (only
+                               # ok, error, business_failure: the outcomes the ratio's total counts)
   min_events: 100              # below this many units in a window the ratio is shown but never pages
-  paging_envs: [prod]          # only these envs page; others get tickets
+  paging_envs: [prod, production]  # only these envs page; others get tickets (GitLab deploys `production`)
   thresholds:                  # simple extra thresholds, e.g. the teams' "errors < 0.1% over 10m"
     - {name: errors-10m, window: 10m, error_ratio: 0.001}
 slos:
   - service: payments-worker   # one entry per service; env "*" (the default) matches every env
-    env: prod
+    env: production
     objective: 99.95
 ```
 A bad file fails with one line naming the file, the field, the value and the expected form.
@@ -27,10 +28,14 @@ from typing import Any, NoReturn
 import yaml
 
 from observability.errors import ObskitError
-from observability.slo.outcomes import DEFAULT_BAD, Outcome
+from observability.slo.outcomes import COMPLETED, DEFAULT_BAD, Outcome
 from observability.slo.windows import TIERS, format_duration, parse_duration
 
-__all__ = ["SLO", "Spec", "SpecError", "Threshold", "load_spec"]
+__all__ = ["DEFAULT_PAGING_ENVS", "SLO", "Spec", "SpecError", "Threshold", "load_spec"]
+
+# Both spellings of the env that pages: `production` is what the pipeline deploys (GitLab's and Sentry's
+# usual name, handed over as SENTRY_ENVIRONMENT), `prod` the short one many teams use.
+DEFAULT_PAGING_ENVS = ("prod", "production")
 
 
 class SpecError(ObskitError, ValueError):
@@ -54,7 +59,7 @@ class SLO:
     period_s: int = 30 * 86400
     bad_outcomes: tuple[Outcome, ...] = DEFAULT_BAD
     min_events: int = 100
-    paging_envs: tuple[str, ...] = ("prod",)
+    paging_envs: tuple[str, ...] = DEFAULT_PAGING_ENVS
     thresholds: tuple[Threshold, ...] = (Threshold("errors-10m", 600, 0.001),)
 
     @property
@@ -123,7 +128,7 @@ class _Reader:
         if "paging_envs" in raw:
             envs = raw["paging_envs"]
             if not isinstance(envs, list) or not all(isinstance(e, str) and e for e in envs):
-                self.fail(f"{where}.paging_envs", envs, "a list of env names, e.g. [prod]")
+                self.fail(f"{where}.paging_envs", envs, "a list of env names, e.g. [prod, production]")
             values["paging_envs"] = tuple(envs)
         if "thresholds" in raw:
             values["thresholds"] = self.thresholds(f"{where}.thresholds", raw["thresholds"])
@@ -140,13 +145,12 @@ class _Reader:
         return seconds
 
     def outcomes(self, where: str, value: object) -> tuple[Outcome, ...]:
-        allowed = ", ".join(o.value for o in Outcome)
-        if not isinstance(value, list) or not value:
-            self.fail(where, value, f"a non-empty list of outcomes from {allowed}")
-        try:
-            return tuple(Outcome(v) for v in value)
-        except ValueError:
-            self.fail(where, value, f"outcomes from {allowed}")
+        # Only outcomes in the ratio's total can be bad: bad / total must stay between 0 and 1.
+        allowed = ", ".join(o.value for o in COMPLETED)
+        if not isinstance(value, list) or not value or not all(v in COMPLETED for v in value):
+            left_out = ", ".join(o.value for o in Outcome if o not in COMPLETED)
+            self.fail(where, value, f"a non-empty list of outcomes from {allowed} ({left_out} are not in the total)")
+        return tuple(Outcome(v) for v in value)
 
     def thresholds(self, where: str, value: object) -> tuple[Threshold, ...]:
         if not isinstance(value, list):

@@ -1,7 +1,9 @@
 """The SLO counts in Redis: cumulative totals plus per-tier snapshots (see ``windows``).
 
-Keys carry the service as a Redis Cluster hash tag, so one service's keys share a slot and a flush is
-one script call; all flushes of a process go in one pipelined round trip.
+One script call per service and env; all flushes of a process go in one pipelined round trip. For a
+single-node (or Sentinel-managed) Redis: the ``{service}`` hash tag keeps one service's counts in one
+slot, but the index key lives elsewhere and the client is a plain ``redis.Redis``, so Redis Cluster is
+not supported.
 
 - ``obskit:slo:{<service>}:<env>:totals``: hash, outcome -> count since the first flush, ``ts`` -> last flush
 - ``obskit:slo:{<service>}:<env>:snap:<step>``: sorted set, score = boundary, member =
@@ -87,6 +89,18 @@ def _decode(member: bytes | str) -> tuple[int, ...]:
     return tuple(int(c) for c in counts)
 
 
+def _increase(upper: Sequence[int], lower: Sequence[int]) -> dict[Outcome, int]:
+    """The counts between two readings of the totals, ``lower`` the earlier.
+
+    A total below its earlier reading means the totals were lost (eviction, failover, a flushed db) and
+    counted up again from zero: as Prometheus's ``increase()`` does, the later reading is then the count
+    since the reset. Clamping each outcome alone would mix old and new totals (3000 bad of 3000).
+    """
+    if any(u < lo for u, lo in zip(upper, lower, strict=True)):
+        return dict(zip(OUTCOMES, upper, strict=True))
+    return {o: u - lo for o, u, lo in zip(OUTCOMES, upper, lower, strict=True)}
+
+
 class Store:
     """Reads and writes the SLO keys through one redis-py client."""
 
@@ -144,7 +158,7 @@ class Store:
             for window, found in zip(windows, chunk[1:], strict=True):
                 # No snapshot since now - window means no flush since then: nothing in the window.
                 base = _decode(found[0]) if found else totals
-                per_window[window] = {o: max(0, t - b) for o, t, b in zip(OUTCOMES, totals, base, strict=True)}
+                per_window[window] = _increase(totals, base)
             readings.append(Reading(service, env, now, last_flush, per_window))
         return readings
 
@@ -169,5 +183,5 @@ class Store:
         for k in range(points):
             end = now - history_s + history_s * k / max(points - 1, 1)
             upper, lower = at(end), at(end - window_s)
-            result.append((end, {o: max(0, u - lo) for o, u, lo in zip(OUTCOMES, upper, lower, strict=True)}))
+            result.append((end, _increase(upper, lower)))
         return result

@@ -133,6 +133,8 @@ def test_amtool_routes_by_severity_and_env(amtool: str, tmp_path: Path) -> None:
         return result.stdout.strip()
 
     assert routed("severity=page", "env=prod", "service=pay") == "pagerduty,slack,telegram,email,webhook"
+    # The env the pipeline deploys tags to (.gitlab-ci.yml), not only the short name.
+    assert routed("severity=page", "env=production", "service=pay") == "pagerduty,slack,telegram,email,webhook"
     assert routed("severity=page", "env=staging", "service=pay") == "slack,telegram,email,webhook"
     assert routed("severity=ticket", "env=prod", "service=pay") == "slack,telegram,email,webhook"
     assert routed("severity=info", "env=prod", "service=pay") == "slack,webhook"

@@ -5,7 +5,7 @@ from typing import Any
 import pytest
 
 from observability.slo import Outcome, Recorder
-from observability.slo.store import Store
+from observability.slo.store import Store, totals_key
 from observability.slo.windows import WINDOWS, parse_duration
 
 
@@ -80,6 +80,20 @@ def test_window_edge_is_accurate_to_the_tiers_step(redis_client: Any, store: Sto
     got = windows(store, service, now)
     assert got["5m"][Outcome.OK] == 10
     assert got["10m"][Outcome.OK] == 11
+
+
+def test_lost_totals_count_again_from_zero_like_a_counter_reset(redis_client: Any, store: Store, service: str) -> None:
+    now = 1_900_000_000.0
+    clock = Clock(now)
+    recorder = Recorder(service=service, env="prod", client=redis_client, clock=clock)
+    record_at(recorder, clock, now - 2 * 3600, ok=72_000, error=600)
+    record_at(recorder, clock, now - 3500, ok=1)  # snapshots the large totals inside the hour
+    redis_client.delete(totals_key(service, "prod"))  # evicted, or lost in a failover; snapshots stay
+    record_at(recorder, clock, now - 100, ok=6000, error=3000)
+    recorder.close()
+    got = windows(store, service, now)
+    assert (got["1h"][Outcome.OK], got["1h"][Outcome.ERROR]) == (6000, 3000)  # not 0 ok and 2400 errors
+    assert (got["5m"][Outcome.OK], got["5m"][Outcome.ERROR]) == (6000, 3000)
 
 
 def test_counts_from_several_recorders_add_up(redis_client: Any, store: Store, service: str) -> None:

@@ -42,7 +42,7 @@ def test_pages_go_at_once_and_hourly_tickets_in_a_half_hour_digest() -> None:
     config = _config({**WEBHOOK, "OBSKIT_ALERT_PAGERDUTY_ROUTING_KEY": PAGERDUTY_KEY})
     assert config["route"]["group_by"] == ["alertname", "service", "env"]
     page = _route(config, 'severity="page"')
-    assert page["matchers"] == ['severity="page"', 'env=~"prod"']
+    assert page["matchers"] == ['severity="page"', 'env=~"prod|production"']
     assert (page["group_wait"], page["repeat_interval"]) == ("0s", "1h")
     assert _receivers(page) == ["pagerduty", "webhook"]
     assert all(child["continue"] for child in page["routes"])

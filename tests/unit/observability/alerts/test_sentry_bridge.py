@@ -104,6 +104,14 @@ def test_issue_alert_severity_pages_only_for_errors_in_an_env_that_pages(env: st
     assert (alert["labels"]["env"], alert["labels"]["level"], alert["labels"]["severity"]) == (env, level, severity)
 
 
+@pytest.mark.parametrize("env", ["prod", "production"])
+def test_errors_in_either_production_env_page_by_default(env: str) -> None:
+    payload = issue_alert(level="error", tags=[["service", "pay"], ["env", env]])
+    (alert,), _ = alerts_from_webhook(payload, resource="event_alert", now=NOW)
+    assert alert["labels"]["severity"] == "page"
+    assert env in Bridge(alertmanager_url="http://127.0.0.1:9").paging_envs
+
+
 def test_issue_alert_without_obskit_tags_falls_back_to_sentrys_environment() -> None:
     payload = issue_alert(tags={"browser": "Chrome"}, environment="production")
     (alert,), _ = alerts_from_webhook(payload, resource=None, paging_envs=("production",), now=NOW)

@@ -16,6 +16,13 @@ def test_defaults_without_a_file() -> None:
     assert slo.budget == pytest.approx(0.001)
 
 
+def test_the_pipelines_production_env_pages_by_default() -> None:
+    # .gitlab-ci.yml deploys tags with SENTRY_ENVIRONMENT=production: that env must page without a spec.
+    slo = load_spec(None).for_service("payments", "production")
+    assert slo.pages("production")
+    assert slo.pages("prod")
+
+
 def test_entries_override_defaults_and_exact_env_wins(tmp_path: Path) -> None:
     path = tmp_path / "slo.yaml"
     path.write_text(
@@ -43,8 +50,16 @@ slos:
         ("defaults: {period: 400d}", "defaults.period='400d' is invalid: expected at most"),
         (
             "defaults: {bad_outcomes: [error, boom]}",
-            "defaults.bad_outcomes=['error', 'boom'] is invalid: expected outcomes",
+            "defaults.bad_outcomes=['error', 'boom'] is invalid: expected a non-empty list of outcomes from ok, error",
         ),
+        # Not in the ratio's total (ok + error + business_failure): counting them bad would push it past 1.
+        (
+            "slos: [{service: a, bad_outcomes: [error, rejected]}]",
+            "slos[0].bad_outcomes=['error', 'rejected'] is invalid: expected a non-empty list of outcomes from ok, "
+            "error, business_failure (retried, rejected, revoked are not in the total)",
+        ),
+        ("defaults: {bad_outcomes: [retried]}", "defaults.bad_outcomes=['retried'] is invalid"),
+        ("defaults: {bad_outcomes: [revoked]}", "defaults.bad_outcomes=['revoked'] is invalid"),
         ("defaults: {min_events: -1}", "defaults.min_events=-1 is invalid"),
         ("defaults: {paging_envs: prod}", "defaults.paging_envs='prod' is invalid: expected a list"),
         ("defaults: {objektive: 99}", "defaults.objektive=99 is invalid: expected one of the fields"),
