@@ -134,15 +134,19 @@ def _apply_unit(event: Event, tags: dict[str, Any], trace: dict[str, Any], unit:
         user["id"] = unit.user_id
         if unit.user_fields:
             user.update(unit.user_fields)
+    if event.get("type") == "transaction":
+        # A transaction's trace context is its own: the kit's (start_transaction, send_transaction) is
+        # already the unit's, and one the app started with the SDK keeps its op, status and the trace its
+        # spans belong to.
+        return
     if trace.get("trace_id") != unit.trace_id:
         # The SDK filled in its per-thread propagation context; this event belongs to the unit's trace.
         trace.clear()
         trace.update(trace_id=unit.trace_id, span_id=unit.span_id)
         if unit.parent_span_id:
             trace["parent_span_id"] = unit.parent_span_id
-    if event.get("type") != "transaction":
-        crumbs = list(unit.breadcrumbs) if unit.breadcrumbs else []
-        event["breadcrumbs"] = {"values": crumbs}
+    crumbs = list(unit.breadcrumbs) if unit.breadcrumbs else []
+    event["breadcrumbs"] = {"values": crumbs}
 
 
 _in_pipeline = threading.local()

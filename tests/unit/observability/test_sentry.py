@@ -3,6 +3,7 @@
 import asyncio
 import logging
 import threading
+from collections.abc import Iterator
 
 import pytest
 import sentry_sdk
@@ -54,6 +55,49 @@ def test_unit_tags_user_and_trace_are_on_the_event(obskit_events: CapturedEvents
     assert event["tags"]["trace_id"] == unit.trace_id == event["contexts"]["trace"]["trace_id"]
     for reserved in ("release", "user", "dist"):
         assert reserved not in event["tags"]
+
+
+@pytest.fixture
+def traced() -> Iterator[CapturedEvents]:
+    """The kit with every transaction sampled."""
+    from observability.testing import TEST_DSN, capture_transport
+
+    sink = CapturedEvents()
+    obs.init("test", environ={}, dsn=TEST_DSN, transport=capture_transport(sink), registry=sink.registry,
+             traces_sample_rate=1.0)  # fmt: skip
+    try:
+        yield sink
+    finally:
+        obs.shutdown(timeout_s=1.0)
+
+
+def test_an_sdk_transaction_started_in_a_unit_keeps_its_own_trace(traced: CapturedEvents) -> None:
+    with (
+        obs.bind(user_id=3) as unit,
+        sentry_sdk.start_transaction(name="job", op="function"),
+        sentry_sdk.start_span(op="db", name="q"),
+    ):
+        pass
+    (transaction,) = traced.transactions
+    trace = transaction["contexts"]["trace"]
+    (span,) = transaction["spans"]
+    assert trace["op"] == "function"
+    assert (span["trace_id"], span["parent_span_id"]) == (trace["trace_id"], trace["span_id"])
+    assert transaction["tags"]["trace_id"] == trace["trace_id"] != unit.trace_id
+    assert transaction["tags"]["user_id"] == "3"
+
+
+def test_the_kits_own_transactions_carry_the_units_trace(traced: CapturedEvents) -> None:
+    import time
+
+    with obs.bind(user_id=4) as unit:
+        with obs.sentry.start_transaction(unit, op="task", name="task:pay"):
+            pass
+        obs.sentry.send_transaction(unit, name="topic:pay", op="queue.process", start=time.time(), end=time.time())
+    for transaction in traced.transactions:
+        assert transaction["contexts"]["trace"]["trace_id"] == transaction["tags"]["trace_id"] == unit.trace_id
+        assert transaction["contexts"]["trace"]["span_id"] == unit.span_id
+    assert len(traced.transactions) == 2
 
 
 def test_nothing_leaks_into_the_next_unit(obskit_events: CapturedEvents) -> None:
