@@ -98,7 +98,8 @@ class Sampler:
 
 
 def _enricher(settings: Settings) -> EventProcessor:
-    """Tag the event with the schema and the current unit's user, trace and breadcrumbs."""
+    """Tag the event with the schema and the current unit's user, trace and breadcrumbs (outside a unit,
+    the scope's user)."""
     service, env = tag_value(settings.service), tag_value(settings.environment)
 
     def enrich(event: Event, hint: Hint) -> Event:
@@ -112,6 +113,11 @@ def _enricher(settings: Settings) -> EventProcessor:
         unit = current()
         if unit is not None:
             _apply_unit(event, tags, trace, unit)
+        else:
+            user = event.get("user")
+            if isinstance(user, dict) and user.get("id") is not None:
+                # The scope's user (set_user outside a unit): tagged too, so a search by user_id finds it.
+                tags["user_id"] = user["id"]
         trace_id = trace.get("trace_id")
         if trace_id:
             tags["trace_id"] = trace_id

@@ -214,6 +214,19 @@ def test_set_user_email_only_with_pii_opt_in(obskit_events: CapturedEvents) -> N
     assert event["user"] == {"id": "3"}
 
 
+def test_set_user_outside_a_unit_also_tags_the_event(obskit_events: CapturedEvents) -> None:
+    try:
+        obs.set_user(42)
+        obs.capture_message("outside")
+    finally:
+        sentry_sdk.set_user(None)  # the scope's user would outlive the test
+    with obs.bind(user_id=7):
+        obs.capture_message("inside")
+    outside, inside = obskit_events
+    assert outside["user"]["id"] == outside["tags"]["user_id"] == "42"
+    assert inside["user"]["id"] == inside["tags"]["user_id"] == "7"
+
+
 def test_span_is_a_noop_without_a_sampled_transaction(obskit_events: CapturedEvents) -> None:
     with obs.span("db.query", "select 1") as span:
         assert span is None
