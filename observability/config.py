@@ -300,7 +300,7 @@ class Settings:
         read("log_breadcrumb_level", "OBSKIT_LOG_BREADCRUMB_LEVEL", _level)
         read("send_default_pii", "OBSKIT_SEND_PII", parse_bool)
         read("business_events_per_minute", "OBSKIT_BUSINESS_EVENTS_PER_MINUTE", parse_count)
-        read("sentry_queue_size", "OBSKIT_SENTRY_QUEUE_SIZE", parse_count)
+        read("sentry_queue_size", "OBSKIT_SENTRY_QUEUE_SIZE", lambda v, raw: parse_count(v, raw, minimum=1))
         read("shutdown_timeout_s", "OBSKIT_SHUTDOWN_TIMEOUT_S", parse_positive)
         read("sentry_url", "SENTRY_URL", lambda _v, raw: raw.strip().rstrip("/"))
         read("sentry_auth_token", "SENTRY_AUTH_TOKEN", lambda _v, raw: raw.strip())

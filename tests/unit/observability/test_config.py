@@ -58,6 +58,8 @@ def test_dsn_from_file(tmp_path: Path) -> None:
         ({"OBSKIT_TRACES_SAMPLE_RATES": "topic:x"}, "OBSKIT_TRACES_SAMPLE_RATES", "name=rate pairs"),
         ({"OBSKIT_TRACES_SAMPLE_RATES": "topic:x=2"}, "OBSKIT_TRACES_SAMPLE_RATES", "0.0 to 1.0"),
         ({"SERVICE_NAME": "Payments Worker"}, "SERVICE_NAME", "lowercase letters"),
+        # The SDK's queue of size 0 has no bound at all.
+        ({"OBSKIT_SENTRY_QUEUE_SIZE": "0"}, "OBSKIT_SENTRY_QUEUE_SIZE", "a whole number >= 1"),
     ],
 )
 def test_bad_value_names_variable_value_and_expected_form(env: dict[str, str], variable: str, expected: str) -> None:
