@@ -63,7 +63,9 @@ class Sampler:
     def __init__(self, settings: Settings) -> None:
         self._default = settings.traces_sample_rate
         self._rates = dict(settings.traces_sample_rates)
-        self._capacity = settings.traces_incoming_max_per_s
+        self._rate = settings.traces_incoming_max_per_s
+        # A bucket holds at least one token: under one per second, a token would never be whole.
+        self._capacity = max(1.0, self._rate)
         self._tokens = self._capacity
         self._refilled = time.monotonic()
         self._lock = threading.Lock()
@@ -75,7 +77,7 @@ class Sampler:
     def _take_incoming(self) -> bool:
         with self._lock:
             now = time.monotonic()
-            self._tokens = min(self._capacity, self._tokens + (now - self._refilled) * self._capacity)
+            self._tokens = min(self._capacity, self._tokens + (now - self._refilled) * self._rate)
             self._refilled = now
             if self._tokens >= 1.0:
                 self._tokens -= 1.0

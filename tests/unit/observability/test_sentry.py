@@ -299,6 +299,13 @@ class TestSampler:
         sampler = self.make(traces_sample_rate=0.0, traces_incoming_max_per_s=5.0)
         assert sum(sampler.decide("x", True) for _ in range(1000)) == 5
 
+    def test_a_cap_under_one_per_second_still_continues_a_sampled_trace(self) -> None:
+        # 0.5 per second: one now, the next two seconds later; never none at all.
+        sampler = self.make(traces_sample_rate=0.0, traces_incoming_max_per_s=0.5)
+        assert [sampler.decide("x", True) for _ in range(3)] == [True, False, False]
+        sampler._refilled -= 2.0  # two seconds on
+        assert [sampler.decide("x", True) for _ in range(2)] == [True, False]
+
     def test_sdk_sampler_hook_uses_the_same_decision(self) -> None:
         sampler = self.make(traces_sample_rate=0.0)
         assert sampler({"transaction_context": {"name": "x"}, "parent_sampled": None}) == 0.0
