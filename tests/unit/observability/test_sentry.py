@@ -117,6 +117,44 @@ def test_nothing_leaks_into_the_next_unit(obskit_events: CapturedEvents) -> None
     assert first["tags"]["trace_id"] != second["tags"]["trace_id"]
 
 
+def test_a_bound_trace_id_in_capitals_is_sent_in_lowercase(obskit_events: CapturedEvents) -> None:
+    with obs.bind(trace_id=" ABCDEF0123456789ABCDEF0123456789 ") as unit:
+        headers = obs.propagation.outgoing_headers()
+        obs.capture_message("m")
+    (event,) = obskit_events
+    trace_id = "abcdef0123456789abcdef0123456789"
+    assert unit.trace_id == event["tags"]["trace_id"] == event["contexts"]["trace"]["trace_id"] == trace_id
+    assert headers["sentry-trace"].startswith(f"{trace_id}-")
+
+
+@pytest.mark.parametrize("bad", ["not-a-trace", "0" * 32, "abcdef0123456789abcdef012345678g", "a" * 33])
+def test_a_bound_trace_id_that_is_not_one_starts_a_new_trace_with_one_warning(
+    bad: str, obskit_events: CapturedEvents, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from observability import context
+
+    monkeypatch.setattr(context, "_warned_bad_trace_id", False)
+    caplog.set_level(logging.WARNING, logger="observability.context")
+    with obs.bind(trace_id=bad, parent_span_id="b" * 16, baggage=f"sentry-trace_id={bad}") as unit:
+        obs.capture_message("m")
+    with obs.bind(trace_id=bad):
+        pass
+    (event,) = obskit_events
+    assert len(unit.trace_id) == 32
+    assert int(unit.trace_id, 16)
+    assert event["tags"]["trace_id"] == event["contexts"]["trace"]["trace_id"] == unit.trace_id
+    assert "parent_span_id" not in event["contexts"]["trace"]  # the span of a trace it no longer is in
+    assert unit.baggage is None
+    (record,) = [r for r in caplog.records if r.name == "observability.context"]
+    assert repr(bad) in record.getMessage()
+    assert "new trace" in record.getMessage()
+
+
+def test_an_empty_trace_id_is_no_trace_id() -> None:
+    with obs.bind(trace_id="1" * 32), obs.bind(trace_id="") as inner:
+        assert inner.trace_id == "1" * 32
+
+
 def test_log_breadcrumbs_go_to_the_unit_and_errors_become_events(obskit_events: CapturedEvents) -> None:
     log = logging.getLogger("app.payments")
     log.setLevel(logging.INFO)
