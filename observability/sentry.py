@@ -29,7 +29,7 @@ from observability.metrics import Metrics
 from observability.noise import NoiseFilter, breadcrumb_filter
 from observability.scrub import Scrubber
 from observability.storm import StormControl
-from observability.tags import tag_value
+from observability.tags import MAX_VALUE_LENGTH, tag_value
 
 __all__ = [
     "INTEGRATIONS",
@@ -123,12 +123,25 @@ def _enricher(settings: Settings) -> EventProcessor:
         trace_id = trace.get("trace_id")
         if trace_id:
             tags["trace_id"] = trace_id
-        for key, value in tags.items():
-            if not isinstance(value, str) or len(value) > 200 or "\n" in value:
-                tags[key] = tag_value(value)
+        _cut_tags(tags)
         return event
 
     return enrich
+
+
+def _cut_tags(tags: dict[str, Any]) -> None:
+    for key, value in tags.items():
+        if not isinstance(value, str) or len(value) > MAX_VALUE_LENGTH or "\n" in value or "\r" in value:
+            tags[key] = tag_value(value)
+
+
+def _within_tag_limits(event: Event, hint: Hint) -> Event:
+    """Tag values cut to Sentry's limits once more, last: scrubbing makes a value longer (``[Filtered]``
+    for a shorter secret) and an app's processor may add tags; Sentry drops a tag over the limit."""
+    tags = event.get("tags")
+    if isinstance(tags, dict):
+        _cut_tags(tags)
+    return event
 
 
 def _apply_unit(event: Event, tags: dict[str, Any], trace: dict[str, Any], unit: Unit) -> None:
@@ -210,7 +223,8 @@ def _processors(
     settings: Settings, metrics: Metrics, scrubber: Scrubber, extra: Sequence[EventProcessor]
 ) -> list[EventProcessor]:
     """The event pipeline: tag, drop noise, the app's own processors, storm control, and scrub last so
-    whatever any step added (breadcrumbs, tags, user, contexts) is scrubbed too."""
+    whatever any step added (breadcrumbs, tags, user, contexts) is scrubbed too; then only the tags are
+    cut to Sentry's limits again."""
     held_back = metrics.sentry_events_held_back
     service = settings.service
     noise = NoiseFilter(
@@ -222,7 +236,7 @@ def _processors(
     storm_count = held_back.labels(service, "storm").inc
     storm = StormControl(limit=settings.storm_limit, window_s=settings.storm_window_s, count=storm_count)
     app = [_app_processor(processor, held_back.labels(service, "app_processor").inc) for processor in extra]
-    return [_enricher(settings), noise, *app, storm, _fail_closed(scrubber, metrics, service)]
+    return [_enricher(settings), noise, *app, storm, _fail_closed(scrubber, metrics, service), _within_tag_limits]
 
 
 def _app_processor(processor: EventProcessor, count: Callable[[], None]) -> EventProcessor:

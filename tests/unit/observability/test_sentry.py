@@ -4,6 +4,7 @@ import asyncio
 import logging
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import sentry_sdk
@@ -223,6 +224,29 @@ def test_tag_values_are_cut_to_sentry_limits(obskit_events: CapturedEvents) -> N
     (event,) = obskit_events
     assert len(event["tags"]["user_id"]) == 200
     assert event["tags"]["component"] == "line one line two"
+
+
+def test_tag_values_stay_within_sentry_limits_after_scrubbing_and_the_apps_processors() -> None:
+    from observability.testing import TEST_DSN, capture_transport
+
+    def add_tag(event: dict[str, Any], hint: object) -> dict[str, Any]:
+        event["tags"]["note"] = "first line\r\n" + "n" * 300
+        return event
+
+    sink = CapturedEvents()
+    try:
+        obs.init("svc", environ={}, dsn=TEST_DSN, transport=capture_transport(sink), registry=sink.registry,
+                 processors=[add_tag])  # fmt: skip
+        with obs.bind(component="c" * 190 + " pwd=abcdefgh"):
+            obs.capture_message("long")
+    finally:
+        obs.shutdown()
+    (event,) = sink
+    component = event["tags"]["component"]
+    assert len(component) == 200
+    assert "abcdefgh" not in component
+    assert component.startswith("c" * 190 + " pwd=[Filt")
+    assert event["tags"]["note"] == "first line " + "n" * 189
 
 
 @pytest.mark.parametrize("name", ["release", "user", "dist", "x" * 33, "has space"])
