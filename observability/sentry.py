@@ -146,7 +146,9 @@ def _within_tag_limits(event: Event, hint: Hint) -> Event:
 
 def _apply_unit(event: Event, tags: dict[str, Any], trace: dict[str, Any], unit: Unit) -> None:
     for key, value in unit.tags.items():
-        tags[key] = value
+        # The event's own tags (a business rule's ``rule``, capture_message(tags=...)) say more than the
+        # unit's; service and env are set already, user_id and trace_id are set after, from the unit.
+        tags.setdefault(key, value)
     if unit.user_id is not None:
         tags["user_id"] = unit.user_id
         user = event.get("user")

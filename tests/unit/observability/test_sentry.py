@@ -101,6 +101,17 @@ def test_the_kits_own_transactions_carry_the_units_trace(traced: CapturedEvents)
     assert len(traced.transactions) == 2
 
 
+def test_the_events_own_tags_win_over_the_units_but_not_over_the_schema(obskit_events: CapturedEvents) -> None:
+    with obs.bind(user_id=42, rule="outer", component="billing", service="other", env="other") as unit:
+        obs.report_business_failure("daily_limit", "payment over the daily limit")
+    (event,) = obskit_events
+    assert event["tags"]["rule"] == "daily_limit"
+    assert event["fingerprint"] == ["business-rule", "daily_limit"]
+    assert event["tags"]["component"] == "billing"
+    assert (event["tags"]["service"], event["tags"]["env"]) == ("test", "development")
+    assert (event["tags"]["user_id"], event["tags"]["trace_id"]) == ("42", unit.trace_id)
+
+
 def test_nothing_leaks_into_the_next_unit(obskit_events: CapturedEvents) -> None:
     with obs.bind(user_id=1, component="a"):
         obs.add_breadcrumb("task", "first unit step")
