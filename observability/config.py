@@ -115,6 +115,34 @@ def parse_choice(variable: str, raw: str, allowed: Sequence[str]) -> str:
     return value
 
 
+# The names Sentry refuses: an event's environment or release of another form is dropped at ingest (the
+# event then counts under no environment or release), and sentry-cli cannot create such a release.
+_ENVIRONMENT_BAD = frozenset("\r\n\f/")
+_RELEASE_BAD = frozenset("\r\n\f\t/\\")
+_RELEASE_RESTRICTED = frozenset({".", "..", "latest"})
+
+
+def _environment(variable: str, raw: str) -> str:
+    environment = raw.strip()
+    if not 0 < len(environment) <= 64 or environment == "None" or not _ENVIRONMENT_BAD.isdisjoint(environment):
+        raise ConfigError(
+            variable, raw, "an environment name of 1-64 characters without '/' or line breaks, not 'None'"
+        )
+    return environment
+
+
+def _release(variable: str, raw: str) -> str:
+    release = raw.strip()
+    if not 0 < len(release) <= 200 or release.lower() in _RELEASE_RESTRICTED or not _RELEASE_BAD.isdisjoint(release):
+        raise ConfigError(
+            variable,
+            raw,
+            "a release name of 1-200 characters without '/', '\\', tabs or line breaks, "
+            "not '.', '..' or 'latest', e.g. payments-worker@1.2.3",
+        )
+    return release
+
+
 def _level(variable: str, raw: str) -> str:
     level = raw.strip().upper()
     if level not in LOG_LEVELS:
@@ -260,8 +288,8 @@ class Settings:
 
         if "dsn" not in overrides:
             values["dsn"] = _dsn_from(env)
-        read("environment", "SENTRY_ENVIRONMENT", lambda _v, raw: raw.strip())
-        read("release", "SENTRY_RELEASE", lambda _v, raw: raw.strip())
+        read("environment", "SENTRY_ENVIRONMENT", _environment)
+        read("release", "SENTRY_RELEASE", _release)
         read("traces_sample_rate", "SENTRY_TRACES_SAMPLE_RATE", _rate)
         read("traces_sample_rates", "OBSKIT_TRACES_SAMPLE_RATES", _rates)
         read("traces_incoming_max_per_s", "OBSKIT_TRACES_INCOMING_MAX_PER_S", parse_positive)
@@ -272,7 +300,7 @@ class Settings:
         read("log_breadcrumb_level", "OBSKIT_LOG_BREADCRUMB_LEVEL", _level)
         read("send_default_pii", "OBSKIT_SEND_PII", parse_bool)
         read("business_events_per_minute", "OBSKIT_BUSINESS_EVENTS_PER_MINUTE", parse_count)
-        read("sentry_queue_size", "OBSKIT_SENTRY_QUEUE_SIZE", parse_count)
+        read("sentry_queue_size", "OBSKIT_SENTRY_QUEUE_SIZE", lambda v, raw: parse_count(v, raw, minimum=1))
         read("shutdown_timeout_s", "OBSKIT_SHUTDOWN_TIMEOUT_S", parse_positive)
         read("sentry_url", "SENTRY_URL", lambda _v, raw: raw.strip().rstrip("/"))
         read("sentry_auth_token", "SENTRY_AUTH_TOKEN", lambda _v, raw: raw.strip())
@@ -288,8 +316,7 @@ class Settings:
         read("send_client_errors", "OBSKIT_SEND_CLIENT_ERRORS", parse_bool)
         read("storm_limit", "OBSKIT_STORM_LIMIT", parse_count)
         read("storm_window_s", "OBSKIT_STORM_WINDOW_S", parse_positive)
-        if "scrub_patterns" in overrides:
-            overrides["scrub_patterns"] = _patterns("OBSKIT_SCRUB_PATTERNS", overrides["scrub_patterns"])
+        _check_overrides(overrides)
         if "slo_redis_url" not in overrides:
             for variable in ("OBSKIT_SLO_REDIS_URL", "REDIS_URL"):
                 raw = env.get(variable, "").strip()
@@ -325,6 +352,18 @@ class Settings:
     @property
     def log_breadcrumb_levelno(self) -> int:
         return int(logging.getLevelName(self.log_breadcrumb_level))
+
+
+def _check_overrides(overrides: dict[str, Any]) -> None:
+    """Check the init() keywords whose variables are checked, in place, failing as the variable would."""
+    for name, variable, parse in (
+        ("environment", "SENTRY_ENVIRONMENT", _environment),
+        ("release", "SENTRY_RELEASE", _release),
+    ):
+        if isinstance(overrides.get(name), str):
+            overrides[name] = parse(variable, overrides[name])
+    if "scrub_patterns" in overrides:
+        overrides["scrub_patterns"] = _patterns("OBSKIT_SCRUB_PATTERNS", overrides["scrub_patterns"])
 
 
 def parse_redis_url(variable: str, raw: str) -> str:

@@ -7,7 +7,9 @@ costs a contextvar set and reset.
 
 from __future__ import annotations
 
+import logging
 import random
+import re
 from collections import deque
 from collections.abc import Callable
 from contextvars import ContextVar, Token
@@ -20,7 +22,12 @@ __all__ = ["LazyUnit", "Unit", "activate", "bind", "current", "deactivate", "new
 
 MAX_BREADCRUMBS = 100
 
+logger = logging.getLogger(__name__)
+
 _getrandbits = random.getrandbits
+# W3C's and Sentry's form; all zeros is W3C's "no trace".
+_is_trace_id = re.compile(r"(?!0{32})[0-9a-f]{32}").fullmatch
+_warned_bad_trace_id = False
 
 
 def new_trace_id() -> str:
@@ -31,6 +38,29 @@ def new_trace_id() -> str:
 def new_span_id() -> str:
     """A random 64-bit span id, as 16 lowercase hex digits."""
     return f"{_getrandbits(64):016x}"
+
+
+def _checked_trace(
+    trace_id: object, parent_span_id: str | None, baggage: str | None
+) -> tuple[str | None, str | None, str | None]:
+    """A ``bind(trace_id=...)`` not already in 32 lowercase hex digits: the same id lowercased, an empty
+    one as none given; anything else starts a new trace, without the other's parent span and sampling
+    context, logged once per process. Sentry and the next service would drop the trace of such an id,
+    and bind() runs in the work's own path, where raising would fail the work over its monitoring."""
+    global _warned_bad_trace_id  # noqa: PLW0603
+    text = trace_id.strip().lower() if isinstance(trace_id, str) else None
+    if text == "":
+        return None, parent_span_id, baggage
+    if text is not None and _is_trace_id(text):
+        return text, parent_span_id, baggage
+    if not _warned_bad_trace_id:
+        _warned_bad_trace_id = True
+        logger.warning(
+            "bind(trace_id=%r) is not a trace id (32 hex digits): the unit starts a new trace; "
+            "further ones are not logged",
+            trace_id,
+        )
+    return new_trace_id(), None, None
 
 
 class Unit:
@@ -248,7 +278,8 @@ class bind:
 
     Outside any unit it starts a new one (fresh breadcrumbs, the given trace or a new one); inside
     one it refines it. On exit everything is undone: nothing leaks into the next unit. Safe in
-    threads and asyncio tasks (contextvars).
+    threads and asyncio tasks (contextvars). A ``trace_id`` in capitals is lowercased; one that is not
+    32 hex digits starts a new trace, with a warning logged once per process.
     """
 
     __slots__ = ("_token", "_unit")
@@ -265,6 +296,8 @@ class bind:
     ) -> None:
         for key in tags.keys() - _KNOWN_KEYS:
             check_key(key)
+        if trace_id is not None and not (type(trace_id) is str and _is_trace_id(trace_id)):
+            trace_id, parent_span_id, baggage = _checked_trace(trace_id, parent_span_id, baggage)
         self._unit = Unit(
             _current.get(),
             None if user_id is None else str(user_id),

@@ -29,7 +29,7 @@ from observability.metrics import Metrics
 from observability.noise import NoiseFilter, breadcrumb_filter
 from observability.scrub import Scrubber
 from observability.storm import StormControl
-from observability.tags import tag_value
+from observability.tags import MAX_VALUE_LENGTH, tag_value
 
 __all__ = [
     "INTEGRATIONS",
@@ -63,7 +63,9 @@ class Sampler:
     def __init__(self, settings: Settings) -> None:
         self._default = settings.traces_sample_rate
         self._rates = dict(settings.traces_sample_rates)
-        self._capacity = settings.traces_incoming_max_per_s
+        self._rate = settings.traces_incoming_max_per_s
+        # A bucket holds at least one token: under one per second, a token would never be whole.
+        self._capacity = max(1.0, self._rate)
         self._tokens = self._capacity
         self._refilled = time.monotonic()
         self._lock = threading.Lock()
@@ -75,7 +77,7 @@ class Sampler:
     def _take_incoming(self) -> bool:
         with self._lock:
             now = time.monotonic()
-            self._tokens = min(self._capacity, self._tokens + (now - self._refilled) * self._capacity)
+            self._tokens = min(self._capacity, self._tokens + (now - self._refilled) * self._rate)
             self._refilled = now
             if self._tokens >= 1.0:
                 self._tokens -= 1.0
@@ -98,7 +100,8 @@ class Sampler:
 
 
 def _enricher(settings: Settings) -> EventProcessor:
-    """Tag the event with the schema and the current unit's user, trace and breadcrumbs."""
+    """Tag the event with the schema and the current unit's user, trace and breadcrumbs (outside a unit,
+    the scope's user)."""
     service, env = tag_value(settings.service), tag_value(settings.environment)
 
     def enrich(event: Event, hint: Hint) -> Event:
@@ -112,20 +115,40 @@ def _enricher(settings: Settings) -> EventProcessor:
         unit = current()
         if unit is not None:
             _apply_unit(event, tags, trace, unit)
+        else:
+            user = event.get("user")
+            if isinstance(user, dict) and user.get("id") is not None:
+                # The scope's user (set_user outside a unit): tagged too, so a search by user_id finds it.
+                tags["user_id"] = user["id"]
         trace_id = trace.get("trace_id")
         if trace_id:
             tags["trace_id"] = trace_id
-        for key, value in tags.items():
-            if not isinstance(value, str) or len(value) > 200 or "\n" in value:
-                tags[key] = tag_value(value)
+        _cut_tags(tags)
         return event
 
     return enrich
 
 
+def _cut_tags(tags: dict[str, Any]) -> None:
+    for key, value in tags.items():
+        if not isinstance(value, str) or len(value) > MAX_VALUE_LENGTH or "\n" in value or "\r" in value:
+            tags[key] = tag_value(value)
+
+
+def _within_tag_limits(event: Event, hint: Hint) -> Event:
+    """Tag values cut to Sentry's limits once more, last: scrubbing makes a value longer (``[Filtered]``
+    for a shorter secret) and an app's processor may add tags; Sentry drops a tag over the limit."""
+    tags = event.get("tags")
+    if isinstance(tags, dict):
+        _cut_tags(tags)
+    return event
+
+
 def _apply_unit(event: Event, tags: dict[str, Any], trace: dict[str, Any], unit: Unit) -> None:
     for key, value in unit.tags.items():
-        tags[key] = value
+        # The event's own tags (a business rule's ``rule``, capture_message(tags=...)) say more than the
+        # unit's; service and env are set already, user_id and trace_id are set after, from the unit.
+        tags.setdefault(key, value)
     if unit.user_id is not None:
         tags["user_id"] = unit.user_id
         user = event.get("user")
@@ -134,15 +157,19 @@ def _apply_unit(event: Event, tags: dict[str, Any], trace: dict[str, Any], unit:
         user["id"] = unit.user_id
         if unit.user_fields:
             user.update(unit.user_fields)
+    if event.get("type") == "transaction":
+        # A transaction's trace context is its own: the kit's (start_transaction, send_transaction) is
+        # already the unit's, and one the app started with the SDK keeps its op, status and the trace its
+        # spans belong to.
+        return
     if trace.get("trace_id") != unit.trace_id:
         # The SDK filled in its per-thread propagation context; this event belongs to the unit's trace.
         trace.clear()
         trace.update(trace_id=unit.trace_id, span_id=unit.span_id)
         if unit.parent_span_id:
             trace["parent_span_id"] = unit.parent_span_id
-    if event.get("type") != "transaction":
-        crumbs = list(unit.breadcrumbs) if unit.breadcrumbs else []
-        event["breadcrumbs"] = {"values": crumbs}
+    crumbs = list(unit.breadcrumbs) if unit.breadcrumbs else []
+    event["breadcrumbs"] = {"values": crumbs}
 
 
 _in_pipeline = threading.local()
@@ -198,7 +225,8 @@ def _processors(
     settings: Settings, metrics: Metrics, scrubber: Scrubber, extra: Sequence[EventProcessor]
 ) -> list[EventProcessor]:
     """The event pipeline: tag, drop noise, the app's own processors, storm control, and scrub last so
-    whatever any step added (breadcrumbs, tags, user, contexts) is scrubbed too."""
+    whatever any step added (breadcrumbs, tags, user, contexts) is scrubbed too; then only the tags are
+    cut to Sentry's limits again."""
     held_back = metrics.sentry_events_held_back
     service = settings.service
     noise = NoiseFilter(
@@ -210,7 +238,7 @@ def _processors(
     storm_count = held_back.labels(service, "storm").inc
     storm = StormControl(limit=settings.storm_limit, window_s=settings.storm_window_s, count=storm_count)
     app = [_app_processor(processor, held_back.labels(service, "app_processor").inc) for processor in extra]
-    return [_enricher(settings), noise, *app, storm, _fail_closed(scrubber, metrics, service)]
+    return [_enricher(settings), noise, *app, storm, _fail_closed(scrubber, metrics, service), _within_tag_limits]
 
 
 def _app_processor(processor: EventProcessor, count: Callable[[], None]) -> EventProcessor:

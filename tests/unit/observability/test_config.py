@@ -58,6 +58,8 @@ def test_dsn_from_file(tmp_path: Path) -> None:
         ({"OBSKIT_TRACES_SAMPLE_RATES": "topic:x"}, "OBSKIT_TRACES_SAMPLE_RATES", "name=rate pairs"),
         ({"OBSKIT_TRACES_SAMPLE_RATES": "topic:x=2"}, "OBSKIT_TRACES_SAMPLE_RATES", "0.0 to 1.0"),
         ({"SERVICE_NAME": "Payments Worker"}, "SERVICE_NAME", "lowercase letters"),
+        # The SDK's queue of size 0 has no bound at all.
+        ({"OBSKIT_SENTRY_QUEUE_SIZE": "0"}, "OBSKIT_SENTRY_QUEUE_SIZE", "a whole number >= 1"),
     ],
 )
 def test_bad_value_names_variable_value_and_expected_form(env: dict[str, str], variable: str, expected: str) -> None:
@@ -160,3 +162,36 @@ def test_scrub_patterns_given_to_init_are_checked_like_the_variable() -> None:
     assert Settings.from_env({}, service="x", scrub_patterns=["a+", "b"]).scrub_patterns == ("a+", "b")
     with pytest.raises(ConfigError, match="OBSKIT_SCRUB_PATTERNS"):
         Settings.from_env({}, service="x", scrub_patterns=["("])
+
+
+@pytest.mark.parametrize(
+    ("variable", "raw", "expected"),
+    [
+        ("SENTRY_ENVIRONMENT", "EU Prod/blue", "without '/'"),
+        ("SENTRY_ENVIRONMENT", "prod\nx", "without '/'"),
+        ("SENTRY_ENVIRONMENT", "None", "not 'None'"),
+        ("SENTRY_ENVIRONMENT", "e" * 65, "1-64 characters"),
+        ("SENTRY_RELEASE", "svc@1.0/abc", "without '/'"),
+        ("SENTRY_RELEASE", "my svc@1.0\tx", "without '/'"),
+        ("SENTRY_RELEASE", "svc@1\\2", "without '/'"),
+        ("SENTRY_RELEASE", "latest", "not '.', '..' or 'latest'"),
+        ("SENTRY_RELEASE", "..", "not '.', '..' or 'latest'"),
+        ("SENTRY_RELEASE", "r" * 201, "1-200 characters"),
+    ],
+)
+def test_environment_and_release_sentry_would_refuse_fail_at_start(variable: str, raw: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        settings(**{variable: raw})
+    message = str(caught.value)
+    assert message.startswith(f"{variable}={raw!r} is invalid: expected ")
+    assert expected in message
+    assert "\n" not in message
+
+
+def test_environment_and_release_given_to_init_are_checked_like_the_variables() -> None:
+    s = settings(SENTRY_ENVIRONMENT="EU Prod", SENTRY_RELEASE="svc@1.0 rc1")
+    assert (s.environment, s.release) == ("EU Prod", "svc@1.0 rc1")
+    with pytest.raises(ConfigError, match=r"^SENTRY_ENVIRONMENT="):
+        Settings.from_env({}, service="x", environment="prod/eu")
+    with pytest.raises(ConfigError, match=r"^SENTRY_RELEASE="):
+        Settings.from_env({}, service="x", release="x@1/2")

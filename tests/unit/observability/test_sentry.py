@@ -3,6 +3,8 @@
 import asyncio
 import logging
 import threading
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import sentry_sdk
@@ -56,6 +58,60 @@ def test_unit_tags_user_and_trace_are_on_the_event(obskit_events: CapturedEvents
         assert reserved not in event["tags"]
 
 
+@pytest.fixture
+def traced() -> Iterator[CapturedEvents]:
+    """The kit with every transaction sampled."""
+    from observability.testing import TEST_DSN, capture_transport
+
+    sink = CapturedEvents()
+    obs.init("test", environ={}, dsn=TEST_DSN, transport=capture_transport(sink), registry=sink.registry,
+             traces_sample_rate=1.0)  # fmt: skip
+    try:
+        yield sink
+    finally:
+        obs.shutdown(timeout_s=1.0)
+
+
+def test_an_sdk_transaction_started_in_a_unit_keeps_its_own_trace(traced: CapturedEvents) -> None:
+    with (
+        obs.bind(user_id=3) as unit,
+        sentry_sdk.start_transaction(name="job", op="function"),
+        sentry_sdk.start_span(op="db", name="q"),
+    ):
+        pass
+    (transaction,) = traced.transactions
+    trace = transaction["contexts"]["trace"]
+    (span,) = transaction["spans"]
+    assert trace["op"] == "function"
+    assert (span["trace_id"], span["parent_span_id"]) == (trace["trace_id"], trace["span_id"])
+    assert transaction["tags"]["trace_id"] == trace["trace_id"] != unit.trace_id
+    assert transaction["tags"]["user_id"] == "3"
+
+
+def test_the_kits_own_transactions_carry_the_units_trace(traced: CapturedEvents) -> None:
+    import time
+
+    with obs.bind(user_id=4) as unit:
+        with obs.sentry.start_transaction(unit, op="task", name="task:pay"):
+            pass
+        obs.sentry.send_transaction(unit, name="topic:pay", op="queue.process", start=time.time(), end=time.time())
+    for transaction in traced.transactions:
+        assert transaction["contexts"]["trace"]["trace_id"] == transaction["tags"]["trace_id"] == unit.trace_id
+        assert transaction["contexts"]["trace"]["span_id"] == unit.span_id
+    assert len(traced.transactions) == 2
+
+
+def test_the_events_own_tags_win_over_the_units_but_not_over_the_schema(obskit_events: CapturedEvents) -> None:
+    with obs.bind(user_id=42, rule="outer", component="billing", service="other", env="other") as unit:
+        obs.report_business_failure("daily_limit", "payment over the daily limit")
+    (event,) = obskit_events
+    assert event["tags"]["rule"] == "daily_limit"
+    assert event["fingerprint"] == ["business-rule", "daily_limit"]
+    assert event["tags"]["component"] == "billing"
+    assert (event["tags"]["service"], event["tags"]["env"]) == ("test", "development")
+    assert (event["tags"]["user_id"], event["tags"]["trace_id"]) == ("42", unit.trace_id)
+
+
 def test_nothing_leaks_into_the_next_unit(obskit_events: CapturedEvents) -> None:
     with obs.bind(user_id=1, component="a"):
         obs.add_breadcrumb("task", "first unit step")
@@ -71,6 +127,44 @@ def test_nothing_leaks_into_the_next_unit(obskit_events: CapturedEvents) -> None
         assert "component" not in event["tags"]
         assert "id" not in (event.get("user") or {})
     assert first["tags"]["trace_id"] != second["tags"]["trace_id"]
+
+
+def test_a_bound_trace_id_in_capitals_is_sent_in_lowercase(obskit_events: CapturedEvents) -> None:
+    with obs.bind(trace_id=" ABCDEF0123456789ABCDEF0123456789 ") as unit:
+        headers = obs.propagation.outgoing_headers()
+        obs.capture_message("m")
+    (event,) = obskit_events
+    trace_id = "abcdef0123456789abcdef0123456789"
+    assert unit.trace_id == event["tags"]["trace_id"] == event["contexts"]["trace"]["trace_id"] == trace_id
+    assert headers["sentry-trace"].startswith(f"{trace_id}-")
+
+
+@pytest.mark.parametrize("bad", ["not-a-trace", "0" * 32, "abcdef0123456789abcdef012345678g", "a" * 33])
+def test_a_bound_trace_id_that_is_not_one_starts_a_new_trace_with_one_warning(
+    bad: str, obskit_events: CapturedEvents, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from observability import context
+
+    monkeypatch.setattr(context, "_warned_bad_trace_id", False)
+    caplog.set_level(logging.WARNING, logger="observability.context")
+    with obs.bind(trace_id=bad, parent_span_id="b" * 16, baggage=f"sentry-trace_id={bad}") as unit:
+        obs.capture_message("m")
+    with obs.bind(trace_id=bad):
+        pass
+    (event,) = obskit_events
+    assert len(unit.trace_id) == 32
+    assert int(unit.trace_id, 16)
+    assert event["tags"]["trace_id"] == event["contexts"]["trace"]["trace_id"] == unit.trace_id
+    assert "parent_span_id" not in event["contexts"]["trace"]  # the span of a trace it no longer is in
+    assert unit.baggage is None
+    (record,) = [r for r in caplog.records if r.name == "observability.context"]
+    assert repr(bad) in record.getMessage()
+    assert "new trace" in record.getMessage()
+
+
+def test_an_empty_trace_id_is_no_trace_id() -> None:
+    with obs.bind(trace_id="1" * 32), obs.bind(trace_id="") as inner:
+        assert inner.trace_id == "1" * 32
 
 
 def test_log_breadcrumbs_go_to_the_unit_and_errors_become_events(obskit_events: CapturedEvents) -> None:
@@ -143,6 +237,29 @@ def test_tag_values_are_cut_to_sentry_limits(obskit_events: CapturedEvents) -> N
     assert event["tags"]["component"] == "line one line two"
 
 
+def test_tag_values_stay_within_sentry_limits_after_scrubbing_and_the_apps_processors() -> None:
+    from observability.testing import TEST_DSN, capture_transport
+
+    def add_tag(event: dict[str, Any], hint: object) -> dict[str, Any]:
+        event["tags"]["note"] = "first line\r\n" + "n" * 300
+        return event
+
+    sink = CapturedEvents()
+    try:
+        obs.init("svc", environ={}, dsn=TEST_DSN, transport=capture_transport(sink), registry=sink.registry,
+                 processors=[add_tag])  # fmt: skip
+        with obs.bind(component="c" * 190 + " pwd=abcdefgh"):
+            obs.capture_message("long")
+    finally:
+        obs.shutdown()
+    (event,) = sink
+    component = event["tags"]["component"]
+    assert len(component) == 200
+    assert "abcdefgh" not in component
+    assert component.startswith("c" * 190 + " pwd=[Filt")
+    assert event["tags"]["note"] == "first line " + "n" * 189
+
+
 @pytest.mark.parametrize("name", ["release", "user", "dist", "x" * 33, "has space"])
 def test_tags_sentry_would_drop_are_refused_with_a_clear_error(name: str) -> None:
     with pytest.raises(ValueError, match=repr(name)):
@@ -168,6 +285,19 @@ def test_set_user_email_only_with_pii_opt_in(obskit_events: CapturedEvents) -> N
         obs.capture_message("no pii")
     (event,) = obskit_events
     assert event["user"] == {"id": "3"}
+
+
+def test_set_user_outside_a_unit_also_tags_the_event(obskit_events: CapturedEvents) -> None:
+    try:
+        obs.set_user(42)
+        obs.capture_message("outside")
+    finally:
+        sentry_sdk.set_user(None)  # the scope's user would outlive the test
+    with obs.bind(user_id=7):
+        obs.capture_message("inside")
+    outside, inside = obskit_events
+    assert outside["user"]["id"] == outside["tags"]["user_id"] == "42"
+    assert inside["user"]["id"] == inside["tags"]["user_id"] == "7"
 
 
 def test_span_is_a_noop_without_a_sampled_transaction(obskit_events: CapturedEvents) -> None:
@@ -241,6 +371,13 @@ class TestSampler:
         # A producer sampling at 1.0 sends 1000 sampled messages at once: only the burst cap is continued.
         sampler = self.make(traces_sample_rate=0.0, traces_incoming_max_per_s=5.0)
         assert sum(sampler.decide("x", True) for _ in range(1000)) == 5
+
+    def test_a_cap_under_one_per_second_still_continues_a_sampled_trace(self) -> None:
+        # 0.5 per second: one now, the next two seconds later; never none at all.
+        sampler = self.make(traces_sample_rate=0.0, traces_incoming_max_per_s=0.5)
+        assert [sampler.decide("x", True) for _ in range(3)] == [True, False, False]
+        sampler._refilled -= 2.0  # two seconds on
+        assert [sampler.decide("x", True) for _ in range(2)] == [True, False]
 
     def test_sdk_sampler_hook_uses_the_same_decision(self) -> None:
         sampler = self.make(traces_sample_rate=0.0)
