@@ -185,19 +185,21 @@ def _running(task_id: object) -> bool:
 
 
 class _TraceBudget:
-    """A token bucket: at most ``per_s`` traced tasks per second, bursts of up to that many."""
+    """A token bucket: at most ``per_s`` traced tasks per second, bursts of up to that many (at least
+    one: under one a second, a token would never be whole)."""
 
     def __init__(self, per_s: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.per_s = per_s
+        self._capacity = max(1.0, per_s)
         self._clock = clock
-        self._tokens = per_s
+        self._tokens = self._capacity
         self._refilled = clock()
         self._lock = threading.Lock()
 
     def take(self) -> bool:
         with self._lock:
             now = self._clock()
-            self._tokens = min(self.per_s, self._tokens + (now - self._refilled) * self.per_s)
+            self._tokens = min(self._capacity, self._tokens + (now - self._refilled) * self.per_s)
             self._refilled = now
             if self._tokens >= 1.0:
                 self._tokens -= 1.0

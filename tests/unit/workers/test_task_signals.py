@@ -396,6 +396,13 @@ def test_the_trace_budget_refills_at_its_rate() -> None:
     assert [budget.take() for _ in range(3)] == [True, True, False]
     now[0] = 0.5
     assert [budget.take() for _ in range(2)] == [True, False]
+    # Under one a second: one every 1/rate seconds, not none at all.
+    slow = _TraceBudget(0.5, clock=lambda: now[0])
+    assert [slow.take() for _ in range(2)] == [True, False]
+    now[0] = 2.0
+    assert [slow.take() for _ in range(2)] == [False, False]
+    now[0] = 2.5
+    assert [slow.take() for _ in range(2)] == [True, False]
 
 
 def test_a_task_over_the_trace_budget_is_not_traced(app: Any, traced: CapturedEvents) -> None:
