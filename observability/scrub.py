@@ -125,10 +125,12 @@ class _Patterns:
 _START = r"(?:(?<![\w\\])|(?<=\\[nrt]))"
 _KEY = r"(?:\\*[\"'])?(?P<key>[A-Za-z_][\w.-]{0,63})(?:\\*[\"'])?"
 _SEP = r"(?P<sep>\s*[=:]{1,2}(?!//)\s*)"
+# A Python string prefix (b'x', rb"x", u'x', f'x'): without it, a bytes value's "b" ended the value.
+_PREFIX = r"(?:[rR][bBfF]?|[bBfF][rR]?|[uU])?"
 _VALUE = (
-    r"(?P<value>\"(?:[^\"\\\n]|\\.)*\""  # "double quoted"
-    r"|'(?:[^'\\\n]|\\.)*'"  # 'single quoted'
-    r"|(?P<escape>\\+)[\"'](?:(?!(?P=escape)[\"']).)*(?P=escape)[\"']"  # \"quoted\" in encoded text
+    r"(?P<value>" + _PREFIX + r"\"(?:[^\"\\\n]|\\.)*\""  # "double quoted"
+    r"|" + _PREFIX + r"'(?:[^'\\\n]|\\.)*'"  # 'single quoted'
+    r"|" + _PREFIX + r"(?P<escape>\\+)[\"'](?:(?!(?P=escape)[\"']).)*(?P=escape)[\"']"  # \"quoted\" in encoded text
     # bare: up to a space, a separator or an escaped newline or quote (inside a repr), not taking
     # closing brackets that end it
     r"|(?P<bare>(?:[^\s&,;\"'<>\\]|\\(?![nrt\"']))+?)(?=[)\]}]*(?:[\s&,;\"'<>]|\\[nrt\"']|$)))"
@@ -636,11 +638,12 @@ def _closing(text: str, start: int) -> int:
 
 
 def _requote(value: str) -> str:
-    """The replacement for a value, quoted as it was (``"x"``, ``'x'``, ``\\"x\\"``)."""
-    unescaped = value.lstrip("\\")
+    """The replacement for a value, quoted as it was (``"x"``, ``b'x'``, ``\\"x\\"``)."""
+    quoted = value.lstrip("bBrRuUfF")
+    unescaped = quoted.lstrip("\\")
     if unescaped[:1] in ("'", '"'):
-        quote = value[: len(value) - len(unescaped) + 1]
-        return quote + FILTERED + quote
+        quote = quoted[: len(quoted) - len(unescaped) + 1]
+        return value[: len(value) - len(quoted)] + quote + FILTERED + quote
     return FILTERED
 
 

@@ -108,6 +108,8 @@ def test_name_value_pairs_are_scrubbed_like_keys() -> None:
         ("login failed password=hunter2 user=bob", f"login failed password={FILTERED} user=bob"),
         ("run --db-password=hunter2 -v", f"run --db-password={FILTERED} -v"),
         ("{'password': 'hunter2', 'amount': 5}", f"{{'password': '{FILTERED}', 'amount': 5}}"),
+        ("Config(password=b'hunter2', host='db')", f"Config(password=b'{FILTERED}', host='db')"),
+        ("{'token': b'abc', 'api_key': rb\"x y\"}", f"{{'token': b'{FILTERED}', 'api_key': rb\"{FILTERED}\"}}"),
         ("Cookie: a=1; sessionid=xyz", f"Cookie: {FILTERED}"),
         ("key -----BEGIN RSA PRIVATE KEY-----\nMIIE\n-----END RSA PRIVATE KEY----- end", f"key {FILTERED} end"),
         ("cut -----BEGIN PRIVATE KEY-----\nMIIEvQ", f"cut {FILTERED}"),
@@ -216,6 +218,25 @@ def test_every_place_of_a_real_event_is_scrubbed(obskit_events: CapturedEvents) 
     assert error["tags"]["component"] == "billing"  # ordinary values survive
     assert log_event["logentry"]["params"] == ["bob", FILTERED]
     assert "bob" in log_event["logentry"]["formatted"]
+
+
+def test_bytes_in_a_repr_are_cut_out_of_the_message_and_the_variables(obskit_events: CapturedEvents) -> None:
+    @dataclass
+    class DbConfig:
+        host: str
+        password: bytes
+
+    def connect(config: DbConfig) -> None:
+        raise ConnectionError(f"cannot connect with {config}")
+
+    password = secret("bytes")  # named so: the test's own frame is sent too
+    try:
+        connect(DbConfig("db", password.encode()))
+    except ConnectionError as exc:
+        obs.capture_exception(exc)
+    (event,) = obskit_events
+    assert password not in dumped(event)
+    assert event["exception"]["values"][0]["value"].endswith(f"DbConfig(host='db', password=b'{FILTERED}')")
 
 
 def test_transactions_are_scrubbed_too() -> None:
