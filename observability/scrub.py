@@ -114,6 +114,8 @@ class _Patterns:
     vendor_token: re.Pattern[str]
     key: re.Pattern[str]
     name: re.Pattern[str]
+    pair: re.Pattern[str]
+    pair_end: re.Pattern[str]
     value: re.Pattern[str]
     key_tail: re.Pattern[str]
     placeholder: re.Pattern[str]
@@ -173,7 +175,11 @@ def _patterns() -> _Patterns:
         ),
         key=re.compile(r"(?:(?<![\w.\\-])|(?<=\\[nrt]))-{0,2}" + _KEY + _SEP),  # "--password=x" too
         value=re.compile(_VALUE),
-        name=re.compile(r"[A-Za-z_][\w.-]{0,63}"),
+        # A pair's name, also as the SDK sends a frame variable's string or bytes: "'x-api-key'", "b'x'".
+        name=re.compile(r"(?:[bBuU]?(?P<quote>[\"']))?(?P<name>[A-Za-z_][\w.-]{0,63})(?(quote)(?P=quote))"),
+        # The first item of a pair in a repr: [('password', 'x')], (b'token', b'x').
+        pair=re.compile(r"(?<=[(\[])\s*[bBuU]?(?P<quote>[\"'])(?P<key>[A-Za-z_][\w.-]{0,63})(?P=quote)\s*,\s*"),
+        pair_end=re.compile(r"\s*[)\]]"),
         key_tail=re.compile(_KEY + r"\s*[=:]{1,2}\s*(?:\\?[\"'])?$"),
         placeholder=re.compile(
             r"%(?:\((?P<name>[^)]*)\))?[#0 +-]*(?P<width>\*|\d+)?(?:\.(?:\*|\d+))?[hlL]?(?P<conv>[diouxXeEfFgGcrsa%])"
@@ -329,17 +335,15 @@ class Scrubber:
         out = []
         for item in obj:
             # A [name, value] pair (header lists, tag lists): the name decides like a key.
-            if (
-                type(item) in (list, tuple)
-                and len(item) == 2
-                and type(item[0]) is str
-                and self._p.name.fullmatch(item[0])
-                and self.sensitive_key(item[0])
-            ):
+            if type(item) in (list, tuple) and len(item) == 2 and type(item[0]) is str and self._pair_name(item[0]):
                 out.append([item[0], FILTERED])
             else:
                 out.append(self._value(item, depth))
         return out
+
+    def _pair_name(self, name: str) -> bool:
+        named = self._p.name.fullmatch(name)
+        return named is not None and self.sensitive_key(named.group("name"))
 
     # -- text ------------------------------------------------------------------------------------
 
@@ -434,6 +438,8 @@ class Scrubber:
                 text = p.vendor_token.sub(FILTERED, text)
             if has_separator:
                 text = self._key_values(text, code=code)
+            if "," in text and ("(" in text or "[" in text):
+                text = self._pairs(text, code=code)
             if len(text) >= 13 and p.digit_guard.search(text):
                 text = self._card_sub(text)
         for pattern in self._extra:
@@ -464,6 +470,29 @@ class Scrubber:
             pieces.append(text[done:position])
             pieces.append(_requote(value.group("value")))
             done = position = value.end()
+        if not pieces:
+            return text
+        pieces.append(text[done:])
+        return "".join(pieces)
+
+    def _pairs(self, text: str, *, code: bool) -> str:
+        """``[('password', 'x')]``: the value of a two-item pair whose name is sensitive, as in the repr
+        of a header list. A longer tuple (``('token', 'session', 'cookie')``) is a list of names."""
+        pieces: list[str] = []
+        done = 0
+        for match in self._p.pair.finditer(text):
+            if match.start() < done or not self.sensitive_key(match.group("key")):
+                continue
+            value = self._p.value.match(text, match.end())
+            if (
+                value is None
+                or (code and value.group("bare") is not None)
+                or not self._p.pair_end.match(text, value.end())
+            ):
+                continue
+            pieces.append(text[done : match.end()])
+            pieces.append(_requote(value.group("value")))
+            done = value.end()
         if not pieces:
             return text
         pieces.append(text[done:])

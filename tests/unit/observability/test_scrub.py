@@ -83,6 +83,13 @@ def test_sensitive_key_replaces_whole_subtrees_at_any_depth_but_keeps_empty_valu
 def test_name_value_pairs_are_scrubbed_like_keys() -> None:
     headers = [["Authorization", "Token abc"], ("X-Request-Id", "r-1"), ["Cookie", "a=1"]]
     assert SCRUBBER.scrub_value(headers) == [["Authorization", FILTERED], ["X-Request-Id", "r-1"], ["Cookie", FILTERED]]
+    # A frame variable's strings and bytes as the SDK sends them: their repr.
+    sent = [["'authorization'", "b'Token abc'"], ["b'x-api-key'", "b'k'"], ["'trace'", "b't-1'"]]
+    assert SCRUBBER.scrub_value(sent) == [
+        ["'authorization'", FILTERED],
+        ["b'x-api-key'", FILTERED],
+        ["'trace'", "b't-1'"],
+    ]
 
 
 # -- values inside strings -----------------------------------------------------------------------
@@ -110,6 +117,11 @@ def test_name_value_pairs_are_scrubbed_like_keys() -> None:
         ("{'password': 'hunter2', 'amount': 5}", f"{{'password': '{FILTERED}', 'amount': 5}}"),
         ("Config(password=b'hunter2', host='db')", f"Config(password=b'{FILTERED}', host='db')"),
         ("{'token': b'abc', 'api_key': rb\"x y\"}", f"{{'token': b'{FILTERED}', 'api_key': rb\"{FILTERED}\"}}"),
+        ("[('password', 'hunter2'), ('page', 2)]", f"[('password', '{FILTERED}'), ('page', 2)]"),
+        (
+            "Request(headers=[('x-api-key', b'k1'), ('trace', b't')])",
+            f"Request(headers=[('x-api-key', b'{FILTERED}'), ('trace', b't')])",
+        ),
         ("Cookie: a=1; sessionid=xyz", f"Cookie: {FILTERED}"),
         ("key -----BEGIN RSA PRIVATE KEY-----\nMIIE\n-----END RSA PRIVATE KEY----- end", f"key {FILTERED} end"),
         ("cut -----BEGIN PRIVATE KEY-----\nMIIEvQ", f"cut {FILTERED}"),
@@ -134,6 +146,7 @@ def test_secrets_inside_strings_are_cut_out(text: str, expected: str) -> None:
         "company=acme span=3 expand: all",
         "ssh://git@github.com/org/repo.git",
         "Basic idea",
+        "redacted fields ('token', 'session', 'cookie')",  # names, not a name and its value
         "\u0664\u0661\u0661\u0661" * 4,  # 16 Arabic-Indic digits: no card is written so
     ],
 )
@@ -237,6 +250,26 @@ def test_bytes_in_a_repr_are_cut_out_of_the_message_and_the_variables(obskit_eve
     (event,) = obskit_events
     assert password not in dumped(event)
     assert event["exception"]["values"][0]["value"].endswith(f"DbConfig(host='db', password=b'{FILTERED}')")
+
+
+def test_header_lists_in_frame_variables_are_scrubbed_by_name(obskit_events: CapturedEvents) -> None:
+    def handle(api_key: str) -> None:
+        kafka_headers = [
+            ("authorization", f"Token {api_key}".encode()),
+            ("x-api-key", api_key.encode()),
+            ("trace", b"t-1"),
+        ]
+        raise RuntimeError(f"handler failed for Request(headers={kafka_headers!r})")
+
+    api_key = secret("header")
+    try:
+        handle(api_key)
+    except RuntimeError as exc:
+        obs.capture_exception(exc)
+    (event,) = obskit_events
+    assert api_key not in dumped(event)
+    local_headers = event["exception"]["values"][0]["stacktrace"]["frames"][-1]["vars"]["kafka_headers"]
+    assert local_headers == [["'authorization'", FILTERED], ["'x-api-key'", FILTERED], ["'trace'", "b't-1'"]]
 
 
 def test_transactions_are_scrubbed_too() -> None:
