@@ -186,7 +186,9 @@ def _patterns() -> _Patterns:
         ),
         # A run of at least 13 digits, single spaces or dashes between groups; cards are found inside it.
         # ASCII digits only: \d would also take other scripts' digits, which no card number is written in.
-        digit_run=re.compile(r"(?<![0-9])[0-9](?:[ -]?[0-9]){12,}"),
+        # No letter or digit touches either end: digits inside a hex id (a trace id, a UUID's groups) are
+        # no card, and one in 1000 random trace ids held a Luhn-valid run.
+        digit_run=re.compile(r"(?<![0-9A-Za-z])[0-9](?:[ -]?[0-9]){12,}(?![0-9A-Za-z])"),
         separator=re.compile(r"[ -]"),
     )
 
@@ -205,9 +207,14 @@ def _luhn(digits: str) -> bool:
 def _is_card(digits: str) -> bool:
     """13-19 digits, a major network's leading digit (2-6), and a valid Luhn check digit.
 
-    Leading 0, 1, 7, 8 and 9 are left alone: epoch timestamps in ms, µs and ns start with 1.
+    Leading 0, 1, 7, 8 and 9 are left alone: epoch timestamps in ms, µs and ns start with 1. A leading
+    2 is Mir (2200-2204) or Mastercard (2221-2720) only, so compact timestamps (20260303214254) stay.
     """
-    return 13 <= len(digits) <= 19 and digits[0] in "23456" and _luhn(digits)
+    if not 13 <= len(digits) <= 19 or digits[0] not in "23456":
+        return False
+    if digits[0] == "2" and not ("2200" <= digits[:4] <= "2204" or "2221" <= digits[:4] <= "2720"):
+        return False
+    return _luhn(digits)
 
 
 def _card_shape(groups: list[str], separators: list[str]) -> bool:

@@ -101,6 +101,11 @@ def test_name_value_pairs_are_scrubbed_like_keys() -> None:
         ("card 4111111111111111 ok", f"card {FILTERED} ok"),
         ("card 4111 1111 1111 1111 ok", f"card {FILTERED} ok"),
         ("card 4111-1111-1111-1111 ok", f"card {FILTERED} ok"),
+        ("mastercard 2223 0031 2200 3222", f"mastercard {FILTERED}"),
+        (
+            "GET /pay?n=4111111111111111&x=1 {'n': '4111-1111-1111-1111'}",
+            f"GET /pay?n={FILTERED}&x=1 {{'n': '{FILTERED}'}}",
+        ),
         ("amex 3782 822463 10005", f"amex {FILTERED}"),
         ("order 1234 4111 1111 1111 1111 shipped", f"order 1234 {FILTERED} shipped"),
         ("nineteen 6011000990139424123", "nineteen 6011000990139424123"),  # fails Luhn
@@ -139,6 +144,9 @@ def test_secrets_inside_strings_are_cut_out(text: str, expected: str) -> None:
     [
         "order 4111111111111112 shipped",  # a 16-digit order id that fails Luhn
         "uuid 12345678-1234-1234-1234-123456789012 and 550e8400-e29b-41d4-a716-446655440000",
+        # Luhn-valid digit runs inside a trace id and a UUID, and a compact timestamp starting 20.
+        "trace 2ed145f47998179883020cf694b19e9f, request 54a49a7b-5269-4070-9998-7630dfdef6e3",
+        "batch-20260303214254.csv",
         "at 2024-05-01T10:20:30.123456+00:00 / 2024-05-01 10:20:30",
         "epoch 1714558830123 and 1714558830123456 and 1714558830123456789",  # ms, µs, ns: start with 1
         "amount 1234567.89 EUR, 99.90 USD, 4111111111",
@@ -391,8 +399,9 @@ URL_KEY = SENSITIVE_KEY.filter(lambda k: "." not in k)
 IDENTIFIER_KEY = SENSITIVE_KEY.filter(str.isidentifier)
 
 
-def digits(first: int, number: int, size: int) -> str:
-    return str(first) + f"{number:0{size - 1}d}"[-(size - 1) :]
+def digits(prefix: int, number: int, size: int) -> str:
+    rest = size - len(str(prefix))
+    return str(prefix) + f"{number:0{rest}d}"[-rest:]
 
 
 @st.composite
@@ -412,7 +421,10 @@ def _card(draw: st.DrawFn) -> tuple[str, str]:
 
 
 CARD_PARTS = st.tuples(
-    st.sampled_from([13, 15, 16, 16, 19]), st.integers(2, 6), st.integers(0, 10**18), st.sampled_from(["", " ", "-"])
+    st.sampled_from([13, 15, 16, 16, 19]),
+    st.one_of(st.integers(3, 6), st.integers(2221, 2720)),  # a leading 2 is Mastercard's 2-series
+    st.integers(0, 10**18),
+    st.sampled_from(["", " ", "-"]),
 )
 CARD = _card()
 # 16 digits that look like a card but fail Luhn.
@@ -475,7 +487,7 @@ def _secret_fragment(draw: st.DrawFn) -> tuple[str, list[str]]:
 
 
 SECRET_FRAGMENT = _secret_fragment()
-LOOKALIKE_KINDS = st.sampled_from(["order", "uuid", "iso", "epoch", "amount", "word", "kv"])
+LOOKALIKE_KINDS = st.sampled_from(["order", "uuid", "trace", "iso", "stamp", "epoch", "amount", "word", "kv"])
 
 
 @st.composite
@@ -485,8 +497,12 @@ def _lookalike(draw: st.DrawFn) -> str:
         return draw(ORDER_ID)
     if kind == "uuid":
         return str(uuid.UUID(int=draw(UUID_INT)))
+    if kind == "trace":
+        return f"{draw(UUID_INT):032x}"
     if kind == "iso":
         return datetime.fromtimestamp(1.7e9 + n % 10**8, UTC).isoformat(timespec="microseconds")
+    if kind == "stamp":
+        return datetime.fromtimestamp(1.7e9 + n, UTC).strftime("batch-%Y%m%d%H%M%S.csv")
     if kind == "epoch":
         return str((1_700_000_000_000, 1_700_000_000_000_000)[n % 2] + n)
     if kind == "amount":
