@@ -640,10 +640,12 @@ class Scrubber:
 
 def _cut(text: str) -> str:
     """The first MAX_TEXT characters, ending before the word the cut falls in: half a secret is not
-    recognisable, so it must not be kept."""
+    recognisable, so it must not be kept. Nor are the first groups of a card number written in groups
+    (``4111 1111 1111``), so digits, spaces and dashes at the end go too."""
     head = text[:MAX_TEXT]
     boundary = max(head.rfind(char) for char in " \n\t,;&")
-    return head[: boundary if boundary > MAX_TEXT - 4096 else MAX_TEXT - 4096] + _TRUNCATED
+    head = head[: boundary if boundary > MAX_TEXT - 4096 else MAX_TEXT - 4096]
+    return head.rstrip("0123456789 -") + _TRUNCATED
 
 
 def _normalise(name: str) -> str:

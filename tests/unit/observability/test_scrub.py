@@ -179,6 +179,13 @@ def test_long_text_is_cut_before_a_word_so_no_half_secret_remains() -> None:
     assert out.endswith("…[truncated]")
 
 
+def test_a_card_number_the_cut_falls_in_leaves_none_of_its_groups() -> None:
+    text = "x" * (MAX_TEXT - 16) + " 4111 1111 1111 1111" + " more" * 1000
+    out = SCRUBBER.scrub_text(text)
+    assert "1111" not in out
+    assert out.endswith("x…[truncated]")
+
+
 def test_scrub_value_returns_json_ready_copies_and_never_touches_its_input() -> None:
     class Account:
         def __repr__(self) -> str:
