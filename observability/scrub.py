@@ -44,6 +44,15 @@ DEFAULT_KEYS = (
     "cvv",
     "cvc",
     "iban",
+    "cc_number",
+    "pin",
+    "ssn",
+    "passcode",
+    "otp",
+    "jwt",
+    # Presigned and shared-access URLs carry their credential as a signature (X-Amz-Signature, sig).
+    "signature",
+    "sig",
     # Spellings the words above miss when written as one word.
     "credentials",
     "private_key",

@@ -22,7 +22,7 @@ from observability.scrub import FILTERED, MAX_TEXT, Scrubber, scrub_text, scrub_
 from observability.testing import CapturedEvents, capture_transport
 
 CUSTOM = r"ORD-SECRET-\d{6}"
-SCRUBBER = Scrubber(keys=["ssn"], patterns=[CUSTOM])
+SCRUBBER = Scrubber(keys=["badge"], patterns=[CUSTOM])
 
 
 def luhn_check_digit(body: str) -> str:
@@ -51,7 +51,8 @@ def dumped(value: Any) -> str:
         "access_key", "AWS_ACCESS_KEY", "authorization", "Proxy-Authorization", "cookie", "Cookies",
         "set-cookie", "Set-Cookie", "session", "sessionid", "session_id", "SESSION", "csrf", "card",
         "card_number", "cardNumber", "creditcard", "pan", "PAN", "pan_number", "cvv", "cvv2", "cvc", "iban",
-        "credentials", "private_key", "passphrase", "ssn",
+        "credentials", "private_key", "passphrase", "ssn", "cc_number", "ccNumber", "pin", "user_pin", "PIN2",
+        "passcode", "otp", "OTP_CODE", "jwt", "X-Amz-Signature", "signature", "sig", "badge",
     ],
 )  # fmt: skip
 def test_values_under_sensitive_keys_are_replaced_whatever_the_spelling(key: str) -> None:
@@ -63,7 +64,7 @@ def test_values_under_sensitive_keys_are_replaced_whatever_the_spelling(key: str
     [
         "company", "span", "expand", "pandas", "panel", "spanish", "japan", "discard", "cardinality",
         "scorecard", "keyboard", "public_key", "author", "authority", "trace_id", "span_id", "passenger",
-        "compass", "id", "amount",
+        "compass", "id", "amount", "spinning", "pinned", "footprint", "classname", "design", "signal",
     ],
 )  # fmt: skip
 def test_look_alike_keys_keep_their_values(key: str) -> None:
@@ -116,6 +117,8 @@ def test_name_value_pairs_are_scrubbed_like_keys() -> None:
         ("db postgres://app:hunter2@db:5432/app", f"db postgres://{FILTERED}@db:5432/app"),
         ("redis://:p@ss@cache:6379/0", f"redis://{FILTERED}@cache:6379/0"),
         ("GET /v1/items?api_key=abc123&page=2", f"GET /v1/items?api_key={FILTERED}&page=2"),
+        ("GET /k?X-Amz-Date=20240501&X-Amz-Signature=4f2a9c", f"GET /k?X-Amz-Date=20240501&X-Amz-Signature={FILTERED}"),
+        ("GET /blob?sv=2022-11-02&sig=a%2Bb%3D&se=1", f"GET /blob?sv=2022-11-02&sig={FILTERED}&se=1"),
         ("url=https://h/x?token=abc&page=2", f"url=https://h/x?token={FILTERED}&page=2"),
         ("login failed password=hunter2 user=bob", f"login failed password={FILTERED} user=bob"),
         ("run --db-password=hunter2 -v", f"run --db-password={FILTERED} -v"),
@@ -324,11 +327,11 @@ def test_log_breadcrumbs_of_a_unit_arrive_scrubbed_and_serialisable(obskit_event
 
 
 def test_scrub_text_and_value_use_the_rules_init_configured() -> None:
-    assert scrub_text("ssn=123") == "ssn=123"
+    assert scrub_text("badge=123") == "badge=123"
     try:
-        obs.init("svc", environ={"OBSKIT_SCRUB_KEYS": "ssn", "OBSKIT_SCRUB_PATTERNS": r"EMP-\d{3}"})
-        assert scrub_text("ssn=123 EMP-042") == f"ssn={FILTERED} {FILTERED}"
-        assert scrub_value({"ssn": 1}) == {"ssn": FILTERED}
+        obs.init("svc", environ={"OBSKIT_SCRUB_KEYS": "badge", "OBSKIT_SCRUB_PATTERNS": r"EMP-\d{3}"})
+        assert scrub_text("badge=123 EMP-042") == f"badge={FILTERED} {FILTERED}"
+        assert scrub_value({"badge": 1}) == {"badge": FILTERED}
     finally:
         obs.shutdown()
 
@@ -363,7 +366,7 @@ class Planted:
 SENSITIVE = [
     "password", "passwd", "pwd", "secret", "token", "api_key", "apikey", "access_key", "authorization",
     "cookie", "set-cookie", "session", "csrf", "card", "pan", "cvv", "cvc", "iban", "credentials",
-    "private_key", "ssn",
+    "private_key", "ssn", "pin", "otp", "passcode", "jwt", "signature",
 ]  # fmt: skip
 LONG = [name for name in SENSITIVE if len(name.replace("_", "").replace("-", "")) >= 5]
 LOOKALIKE_KEYS = ["company", "span", "expand", "pandas", "panel", "discard", "cardinality", "keyboard", "author"]
