@@ -162,8 +162,11 @@ def _patterns() -> _Patterns:
         json_start=re.compile(r"[\[{]\s*[\[{\"]"),
         # With escapes in the text, a JSON string can hide lines and quotes: decode it too.
         json_or_string_start=re.compile(r"[\[{]\s*[\[{\"]|\""),
-        # scheme://user:password@ (the password may hold '@': the last one before the host counts).
-        url_credentials=re.compile(r"(?i)" + _START + r"([a-z][a-z0-9+.-]*://)[^\s/?#@:]*:[^\s/?#]*@"),
+        # scheme://user:password@ (the password may hold '@': the last one before the host counts), and
+        # http(s)://token@, where a name alone is a credential (https://TOKEN@github.com/org/repo).
+        url_credentials=re.compile(
+            r"(?i)" + _START + r"([a-z][a-z0-9+.-]*://)(?:[^\s/?#@:]*:|(?<=http://)|(?<=https://))[^\s/?#]*@"
+        ),
         # Header lines whose whole value is a credential ("Cookie: a=1; b=2", "Authorization: Token x").
         header_line=re.compile(
             r"(?i)(?:(?<![\w\\-])|(?<=\\[nrt]))((?:proxy-)?authorization|(?:set-)?cookie)(\s*[:=]\s*)(?![\"'])(?:[^\r\n\\]|\\(?![nr]))+"

@@ -116,6 +116,8 @@ def test_name_value_pairs_are_scrubbed_like_keys() -> None:
         ("jwt eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiI0MiJ9.c2lnbmF0dXJl end", f"jwt {FILTERED} end"),
         ("db postgres://app:hunter2@db:5432/app", f"db postgres://{FILTERED}@db:5432/app"),
         ("redis://:p@ss@cache:6379/0", f"redis://{FILTERED}@cache:6379/0"),
+        ("clone https://x7Tq2b@github.com/o/r.git", f"clone https://{FILTERED}@github.com/o/r.git"),
+        ("dsn HTTP://key1@sentry.local/1", f"dsn HTTP://{FILTERED}@sentry.local/1"),
         ("GET /v1/items?api_key=abc123&page=2", f"GET /v1/items?api_key={FILTERED}&page=2"),
         ("GET /k?X-Amz-Date=20240501&X-Amz-Signature=4f2a9c", f"GET /k?X-Amz-Date=20240501&X-Amz-Signature={FILTERED}"),
         ("GET /blob?sv=2022-11-02&sig=a%2Bb%3D&se=1", f"GET /blob?sv=2022-11-02&sig={FILTERED}&se=1"),
@@ -155,7 +157,7 @@ def test_secrets_inside_strings_are_cut_out(text: str, expected: str) -> None:
         "amount 1234567.89 EUR, 99.90 USD, 4111111111",
         "a basic plan, the bearer of news",
         "company=acme span=3 expand: all",
-        "ssh://git@github.com/org/repo.git",
+        "ssh://git@github.com/org/repo.git and postgres://app@db/app",  # a user name alone, no password
         "Basic idea",
         "redacted fields ('token', 'session', 'cookie')",  # names, not a name and its value
         "\u0664\u0661\u0661\u0661" * 4,  # 16 Arabic-Indic digits: no card is written so
