@@ -35,6 +35,8 @@ _FALSE = {"0", "false", "no", "off", ""}
 _SERVICE_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 _RATES_RE = re.compile(r"^\s*([^=,\s]+)\s*=\s*([^,]+?)\s*$")
 _DOTTED_RE = re.compile(r"^[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*$")
+# A key name: a letter or digit, and no space or ';' ("ssn;otp" would be the one name "ssnotp").
+_KEY_NAME_RE = re.compile(r"^[\w.-]*[A-Za-z0-9][\w.-]*$")
 
 
 def parse_dsn(value: str, variable: str = "SENTRY_DSN") -> str:
@@ -169,10 +171,10 @@ def _list(_variable: str, raw: str) -> tuple[str, ...]:
 
 
 def _names(variable: str, raw: str) -> tuple[str, ...]:
-    """``ssn, x-internal-token`` -> ("ssn", "x-internal-token"): key names, each with a letter or digit."""
+    """``badge, x-internal-token`` -> ("badge", "x-internal-token"): key names, each with a letter or digit."""
     names = _list(variable, raw)
-    if not all(re.search(r"[A-Za-z0-9]", name) for name in names):
-        raise ConfigError(variable, raw, "comma-separated key names, e.g. ssn,x-internal-token")
+    if not all(_KEY_NAME_RE.match(name) for name in names):
+        raise ConfigError(variable, raw, "comma-separated key names, e.g. badge,x-internal-token")
     return names
 
 

@@ -44,6 +44,15 @@ DEFAULT_KEYS = (
     "cvv",
     "cvc",
     "iban",
+    "cc_number",
+    "pin",
+    "ssn",
+    "passcode",
+    "otp",
+    "jwt",
+    # Presigned and shared-access URLs carry their credential as a signature (X-Amz-Signature, sig).
+    "signature",
+    "sig",
     # Spellings the words above miss when written as one word.
     "credentials",
     "private_key",
@@ -114,6 +123,8 @@ class _Patterns:
     vendor_token: re.Pattern[str]
     key: re.Pattern[str]
     name: re.Pattern[str]
+    pair: re.Pattern[str]
+    pair_end: re.Pattern[str]
     value: re.Pattern[str]
     key_tail: re.Pattern[str]
     placeholder: re.Pattern[str]
@@ -125,10 +136,12 @@ class _Patterns:
 _START = r"(?:(?<![\w\\])|(?<=\\[nrt]))"
 _KEY = r"(?:\\*[\"'])?(?P<key>[A-Za-z_][\w.-]{0,63})(?:\\*[\"'])?"
 _SEP = r"(?P<sep>\s*[=:]{1,2}(?!//)\s*)"
+# A Python string prefix (b'x', rb"x", u'x', f'x'): without it, a bytes value's "b" ended the value.
+_PREFIX = r"(?:[rR][bBfF]?|[bBfF][rR]?|[uU])?"
 _VALUE = (
-    r"(?P<value>\"(?:[^\"\\\n]|\\.)*\""  # "double quoted"
-    r"|'(?:[^'\\\n]|\\.)*'"  # 'single quoted'
-    r"|(?P<escape>\\+)[\"'](?:(?!(?P=escape)[\"']).)*(?P=escape)[\"']"  # \"quoted\" in encoded text
+    r"(?P<value>" + _PREFIX + r"\"(?:[^\"\\\n]|\\.)*\""  # "double quoted"
+    r"|" + _PREFIX + r"'(?:[^'\\\n]|\\.)*'"  # 'single quoted'
+    r"|" + _PREFIX + r"(?P<escape>\\+)[\"'](?:(?!(?P=escape)[\"']).)*(?P=escape)[\"']"  # \"quoted\" in encoded text
     # bare: up to a space, a separator or an escaped newline or quote (inside a repr), not taking
     # closing brackets that end it
     r"|(?P<bare>(?:[^\s&,;\"'<>\\]|\\(?![nrt\"']))+?)(?=[)\]}]*(?:[\s&,;\"'<>]|\\[nrt\"']|$)))"
@@ -149,8 +162,11 @@ def _patterns() -> _Patterns:
         json_start=re.compile(r"[\[{]\s*[\[{\"]"),
         # With escapes in the text, a JSON string can hide lines and quotes: decode it too.
         json_or_string_start=re.compile(r"[\[{]\s*[\[{\"]|\""),
-        # scheme://user:password@ (the password may hold '@': the last one before the host counts).
-        url_credentials=re.compile(r"(?i)" + _START + r"([a-z][a-z0-9+.-]*://)[^\s/?#@:]*:[^\s/?#]*@"),
+        # scheme://user:password@ (the password may hold '@': the last one before the host counts), and
+        # http(s)://token@, where a name alone is a credential (https://TOKEN@github.com/org/repo).
+        url_credentials=re.compile(
+            r"(?i)" + _START + r"([a-z][a-z0-9+.-]*://)(?:[^\s/?#@:]*:|(?<=http://)|(?<=https://))[^\s/?#]*@"
+        ),
         # Header lines whose whole value is a credential ("Cookie: a=1; b=2", "Authorization: Token x").
         header_line=re.compile(
             r"(?i)(?:(?<![\w\\-])|(?<=\\[nrt]))((?:proxy-)?authorization|(?:set-)?cookie)(\s*[:=]\s*)(?![\"'])(?:[^\r\n\\]|\\(?![nr]))+"
@@ -171,14 +187,20 @@ def _patterns() -> _Patterns:
         ),
         key=re.compile(r"(?:(?<![\w.\\-])|(?<=\\[nrt]))-{0,2}" + _KEY + _SEP),  # "--password=x" too
         value=re.compile(_VALUE),
-        name=re.compile(r"[A-Za-z_][\w.-]{0,63}"),
+        # A pair's name, also as the SDK sends a frame variable's string or bytes: "'x-api-key'", "b'x'".
+        name=re.compile(r"(?:[bBuU]?(?P<quote>[\"']))?(?P<name>[A-Za-z_][\w.-]{0,63})(?(quote)(?P=quote))"),
+        # The first item of a pair in a repr: [('password', 'x')], (b'token', b'x').
+        pair=re.compile(r"(?<=[(\[])\s*[bBuU]?(?P<quote>[\"'])(?P<key>[A-Za-z_][\w.-]{0,63})(?P=quote)\s*,\s*"),
+        pair_end=re.compile(r"\s*[)\]]"),
         key_tail=re.compile(_KEY + r"\s*[=:]{1,2}\s*(?:\\?[\"'])?$"),
         placeholder=re.compile(
             r"%(?:\((?P<name>[^)]*)\))?[#0 +-]*(?P<width>\*|\d+)?(?:\.(?:\*|\d+))?[hlL]?(?P<conv>[diouxXeEfFgGcrsa%])"
         ),
         # A run of at least 13 digits, single spaces or dashes between groups; cards are found inside it.
         # ASCII digits only: \d would also take other scripts' digits, which no card number is written in.
-        digit_run=re.compile(r"(?<![0-9])[0-9](?:[ -]?[0-9]){12,}"),
+        # No letter or digit touches either end: digits inside a hex id (a trace id, a UUID's groups) are
+        # no card, and one in 1000 random trace ids held a Luhn-valid run.
+        digit_run=re.compile(r"(?<![0-9A-Za-z])[0-9](?:[ -]?[0-9]){12,}(?![0-9A-Za-z])"),
         separator=re.compile(r"[ -]"),
     )
 
@@ -197,9 +219,14 @@ def _luhn(digits: str) -> bool:
 def _is_card(digits: str) -> bool:
     """13-19 digits, a major network's leading digit (2-6), and a valid Luhn check digit.
 
-    Leading 0, 1, 7, 8 and 9 are left alone: epoch timestamps in ms, µs and ns start with 1.
+    Leading 0, 1, 7, 8 and 9 are left alone: epoch timestamps in ms, µs and ns start with 1. A leading
+    2 is Mir (2200-2204) or Mastercard (2221-2720) only, so compact timestamps (20260303214254) stay.
     """
-    return 13 <= len(digits) <= 19 and digits[0] in "23456" and _luhn(digits)
+    if not 13 <= len(digits) <= 19 or digits[0] not in "23456":
+        return False
+    if digits[0] == "2" and not ("2200" <= digits[:4] <= "2204" or "2221" <= digits[:4] <= "2720"):
+        return False
+    return _luhn(digits)
 
 
 def _card_shape(groups: list[str], separators: list[str]) -> bool:
@@ -327,17 +354,15 @@ class Scrubber:
         out = []
         for item in obj:
             # A [name, value] pair (header lists, tag lists): the name decides like a key.
-            if (
-                type(item) in (list, tuple)
-                and len(item) == 2
-                and type(item[0]) is str
-                and self._p.name.fullmatch(item[0])
-                and self.sensitive_key(item[0])
-            ):
+            if type(item) in (list, tuple) and len(item) == 2 and type(item[0]) is str and self._pair_name(item[0]):
                 out.append([item[0], FILTERED])
             else:
                 out.append(self._value(item, depth))
         return out
+
+    def _pair_name(self, name: str) -> bool:
+        named = self._p.name.fullmatch(name)
+        return named is not None and self.sensitive_key(named.group("name"))
 
     # -- text ------------------------------------------------------------------------------------
 
@@ -432,6 +457,8 @@ class Scrubber:
                 text = p.vendor_token.sub(FILTERED, text)
             if has_separator:
                 text = self._key_values(text, code=code)
+            if "," in text and ("(" in text or "[" in text):
+                text = self._pairs(text, code=code)
             if len(text) >= 13 and p.digit_guard.search(text):
                 text = self._card_sub(text)
         for pattern in self._extra:
@@ -462,6 +489,29 @@ class Scrubber:
             pieces.append(text[done:position])
             pieces.append(_requote(value.group("value")))
             done = position = value.end()
+        if not pieces:
+            return text
+        pieces.append(text[done:])
+        return "".join(pieces)
+
+    def _pairs(self, text: str, *, code: bool) -> str:
+        """``[('password', 'x')]``: the value of a two-item pair whose name is sensitive, as in the repr
+        of a header list. A longer tuple (``('token', 'session', 'cookie')``) is a list of names."""
+        pieces: list[str] = []
+        done = 0
+        for match in self._p.pair.finditer(text):
+            if match.start() < done or not self.sensitive_key(match.group("key")):
+                continue
+            value = self._p.value.match(text, match.end())
+            if (
+                value is None
+                or (code and value.group("bare") is not None)
+                or not self._p.pair_end.match(text, value.end())
+            ):
+                continue
+            pieces.append(text[done : match.end()])
+            pieces.append(_requote(value.group("value")))
+            done = value.end()
         if not pieces:
             return text
         pieces.append(text[done:])
@@ -602,10 +652,12 @@ class Scrubber:
 
 def _cut(text: str) -> str:
     """The first MAX_TEXT characters, ending before the word the cut falls in: half a secret is not
-    recognisable, so it must not be kept."""
+    recognisable, so it must not be kept. Nor are the first groups of a card number written in groups
+    (``4111 1111 1111``), so digits, spaces and dashes at the end go too."""
     head = text[:MAX_TEXT]
     boundary = max(head.rfind(char) for char in " \n\t,;&")
-    return head[: boundary if boundary > MAX_TEXT - 4096 else MAX_TEXT - 4096] + _TRUNCATED
+    head = head[: boundary if boundary > MAX_TEXT - 4096 else MAX_TEXT - 4096]
+    return head.rstrip("0123456789 -") + _TRUNCATED
 
 
 def _normalise(name: str) -> str:
@@ -636,11 +688,12 @@ def _closing(text: str, start: int) -> int:
 
 
 def _requote(value: str) -> str:
-    """The replacement for a value, quoted as it was (``"x"``, ``'x'``, ``\\"x\\"``)."""
-    unescaped = value.lstrip("\\")
+    """The replacement for a value, quoted as it was (``"x"``, ``b'x'``, ``\\"x\\"``)."""
+    quoted = value.lstrip("bBrRuUfF")
+    unescaped = quoted.lstrip("\\")
     if unescaped[:1] in ("'", '"'):
-        quote = value[: len(value) - len(unescaped) + 1]
-        return quote + FILTERED + quote
+        quote = quoted[: len(quoted) - len(unescaped) + 1]
+        return value[: len(value) - len(quoted)] + quote + FILTERED + quote
     return FILTERED
 
 

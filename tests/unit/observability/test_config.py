@@ -143,6 +143,8 @@ def test_reads_scrubbing_noise_and_storm_settings() -> None:
         ("OBSKIT_SCRUB_PATTERNS", "ok,(unclosed", "'(unclosed' does not compile"),
         ("OBSKIT_SCRUB_PATTERNS", "a*", "'a*' matches nothing"),
         ("OBSKIT_SCRUB_KEYS", "ssn,--", "comma-separated key names"),
+        ("OBSKIT_SCRUB_KEYS", "ssn;otp", "comma-separated key names"),
+        ("OBSKIT_SCRUB_KEYS", "badge id", "comma-separated key names"),
         ("OBSKIT_IGNORE_EXCEPTIONS", "requests.Timeout()", "comma-separated type names"),
         ("OBSKIT_SEND_CLIENT_ERRORS", "sometimes", "one of 1/0"),
         ("OBSKIT_STORM_LIMIT", "-1", "a whole number >= 0"),

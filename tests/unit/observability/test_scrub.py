@@ -22,7 +22,7 @@ from observability.scrub import FILTERED, MAX_TEXT, Scrubber, scrub_text, scrub_
 from observability.testing import CapturedEvents, capture_transport
 
 CUSTOM = r"ORD-SECRET-\d{6}"
-SCRUBBER = Scrubber(keys=["ssn"], patterns=[CUSTOM])
+SCRUBBER = Scrubber(keys=["badge"], patterns=[CUSTOM])
 
 
 def luhn_check_digit(body: str) -> str:
@@ -51,7 +51,8 @@ def dumped(value: Any) -> str:
         "access_key", "AWS_ACCESS_KEY", "authorization", "Proxy-Authorization", "cookie", "Cookies",
         "set-cookie", "Set-Cookie", "session", "sessionid", "session_id", "SESSION", "csrf", "card",
         "card_number", "cardNumber", "creditcard", "pan", "PAN", "pan_number", "cvv", "cvv2", "cvc", "iban",
-        "credentials", "private_key", "passphrase", "ssn",
+        "credentials", "private_key", "passphrase", "ssn", "cc_number", "ccNumber", "pin", "user_pin", "PIN2",
+        "passcode", "otp", "OTP_CODE", "jwt", "X-Amz-Signature", "signature", "sig", "badge",
     ],
 )  # fmt: skip
 def test_values_under_sensitive_keys_are_replaced_whatever_the_spelling(key: str) -> None:
@@ -63,7 +64,7 @@ def test_values_under_sensitive_keys_are_replaced_whatever_the_spelling(key: str
     [
         "company", "span", "expand", "pandas", "panel", "spanish", "japan", "discard", "cardinality",
         "scorecard", "keyboard", "public_key", "author", "authority", "trace_id", "span_id", "passenger",
-        "compass", "id", "amount",
+        "compass", "id", "amount", "spinning", "pinned", "footprint", "classname", "design", "signal",
     ],
 )  # fmt: skip
 def test_look_alike_keys_keep_their_values(key: str) -> None:
@@ -83,6 +84,13 @@ def test_sensitive_key_replaces_whole_subtrees_at_any_depth_but_keeps_empty_valu
 def test_name_value_pairs_are_scrubbed_like_keys() -> None:
     headers = [["Authorization", "Token abc"], ("X-Request-Id", "r-1"), ["Cookie", "a=1"]]
     assert SCRUBBER.scrub_value(headers) == [["Authorization", FILTERED], ["X-Request-Id", "r-1"], ["Cookie", FILTERED]]
+    # A frame variable's strings and bytes as the SDK sends them: their repr.
+    sent = [["'authorization'", "b'Token abc'"], ["b'x-api-key'", "b'k'"], ["'trace'", "b't-1'"]]
+    assert SCRUBBER.scrub_value(sent) == [
+        ["'authorization'", FILTERED],
+        ["b'x-api-key'", FILTERED],
+        ["'trace'", "b't-1'"],
+    ]
 
 
 # -- values inside strings -----------------------------------------------------------------------
@@ -94,6 +102,11 @@ def test_name_value_pairs_are_scrubbed_like_keys() -> None:
         ("card 4111111111111111 ok", f"card {FILTERED} ok"),
         ("card 4111 1111 1111 1111 ok", f"card {FILTERED} ok"),
         ("card 4111-1111-1111-1111 ok", f"card {FILTERED} ok"),
+        ("mastercard 2223 0031 2200 3222", f"mastercard {FILTERED}"),
+        (
+            "GET /pay?n=4111111111111111&x=1 {'n': '4111-1111-1111-1111'}",
+            f"GET /pay?n={FILTERED}&x=1 {{'n': '{FILTERED}'}}",
+        ),
         ("amex 3782 822463 10005", f"amex {FILTERED}"),
         ("order 1234 4111 1111 1111 1111 shipped", f"order 1234 {FILTERED} shipped"),
         ("nineteen 6011000990139424123", "nineteen 6011000990139424123"),  # fails Luhn
@@ -103,11 +116,22 @@ def test_name_value_pairs_are_scrubbed_like_keys() -> None:
         ("jwt eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiI0MiJ9.c2lnbmF0dXJl end", f"jwt {FILTERED} end"),
         ("db postgres://app:hunter2@db:5432/app", f"db postgres://{FILTERED}@db:5432/app"),
         ("redis://:p@ss@cache:6379/0", f"redis://{FILTERED}@cache:6379/0"),
+        ("clone https://x7Tq2b@github.com/o/r.git", f"clone https://{FILTERED}@github.com/o/r.git"),
+        ("dsn HTTP://key1@sentry.local/1", f"dsn HTTP://{FILTERED}@sentry.local/1"),
         ("GET /v1/items?api_key=abc123&page=2", f"GET /v1/items?api_key={FILTERED}&page=2"),
+        ("GET /k?X-Amz-Date=20240501&X-Amz-Signature=4f2a9c", f"GET /k?X-Amz-Date=20240501&X-Amz-Signature={FILTERED}"),
+        ("GET /blob?sv=2022-11-02&sig=a%2Bb%3D&se=1", f"GET /blob?sv=2022-11-02&sig={FILTERED}&se=1"),
         ("url=https://h/x?token=abc&page=2", f"url=https://h/x?token={FILTERED}&page=2"),
         ("login failed password=hunter2 user=bob", f"login failed password={FILTERED} user=bob"),
         ("run --db-password=hunter2 -v", f"run --db-password={FILTERED} -v"),
         ("{'password': 'hunter2', 'amount': 5}", f"{{'password': '{FILTERED}', 'amount': 5}}"),
+        ("Config(password=b'hunter2', host='db')", f"Config(password=b'{FILTERED}', host='db')"),
+        ("{'token': b'abc', 'api_key': rb\"x y\"}", f"{{'token': b'{FILTERED}', 'api_key': rb\"{FILTERED}\"}}"),
+        ("[('password', 'hunter2'), ('page', 2)]", f"[('password', '{FILTERED}'), ('page', 2)]"),
+        (
+            "Request(headers=[('x-api-key', b'k1'), ('trace', b't')])",
+            f"Request(headers=[('x-api-key', b'{FILTERED}'), ('trace', b't')])",
+        ),
         ("Cookie: a=1; sessionid=xyz", f"Cookie: {FILTERED}"),
         ("key -----BEGIN RSA PRIVATE KEY-----\nMIIE\n-----END RSA PRIVATE KEY----- end", f"key {FILTERED} end"),
         ("cut -----BEGIN PRIVATE KEY-----\nMIIEvQ", f"cut {FILTERED}"),
@@ -125,13 +149,17 @@ def test_secrets_inside_strings_are_cut_out(text: str, expected: str) -> None:
     [
         "order 4111111111111112 shipped",  # a 16-digit order id that fails Luhn
         "uuid 12345678-1234-1234-1234-123456789012 and 550e8400-e29b-41d4-a716-446655440000",
+        # Luhn-valid digit runs inside a trace id and a UUID, and a compact timestamp starting 20.
+        "trace 2ed145f47998179883020cf694b19e9f, request 54a49a7b-5269-4070-9998-7630dfdef6e3",
+        "batch-20260303214254.csv",
         "at 2024-05-01T10:20:30.123456+00:00 / 2024-05-01 10:20:30",
         "epoch 1714558830123 and 1714558830123456 and 1714558830123456789",  # ms, µs, ns: start with 1
         "amount 1234567.89 EUR, 99.90 USD, 4111111111",
         "a basic plan, the bearer of news",
         "company=acme span=3 expand: all",
-        "ssh://git@github.com/org/repo.git",
+        "ssh://git@github.com/org/repo.git and postgres://app@db/app",  # a user name alone, no password
         "Basic idea",
+        "redacted fields ('token', 'session', 'cookie')",  # names, not a name and its value
         "\u0664\u0661\u0661\u0661" * 4,  # 16 Arabic-Indic digits: no card is written so
     ],
 )
@@ -154,6 +182,13 @@ def test_long_text_is_cut_before_a_word_so_no_half_secret_remains() -> None:
     assert len(out) <= MAX_TEXT + 20
     assert "ttt" not in out
     assert out.endswith("…[truncated]")
+
+
+def test_a_card_number_the_cut_falls_in_leaves_none_of_its_groups() -> None:
+    text = "x" * (MAX_TEXT - 16) + " 4111 1111 1111 1111" + " more" * 1000
+    out = SCRUBBER.scrub_text(text)
+    assert "1111" not in out
+    assert out.endswith("x…[truncated]")
 
 
 def test_scrub_value_returns_json_ready_copies_and_never_touches_its_input() -> None:
@@ -218,6 +253,45 @@ def test_every_place_of_a_real_event_is_scrubbed(obskit_events: CapturedEvents) 
     assert "bob" in log_event["logentry"]["formatted"]
 
 
+def test_bytes_in_a_repr_are_cut_out_of_the_message_and_the_variables(obskit_events: CapturedEvents) -> None:
+    @dataclass
+    class DbConfig:
+        host: str
+        password: bytes
+
+    def connect(config: DbConfig) -> None:
+        raise ConnectionError(f"cannot connect with {config}")
+
+    password = secret("bytes")  # named so: the test's own frame is sent too
+    try:
+        connect(DbConfig("db", password.encode()))
+    except ConnectionError as exc:
+        obs.capture_exception(exc)
+    (event,) = obskit_events
+    assert password not in dumped(event)
+    assert event["exception"]["values"][0]["value"].endswith(f"DbConfig(host='db', password=b'{FILTERED}')")
+
+
+def test_header_lists_in_frame_variables_are_scrubbed_by_name(obskit_events: CapturedEvents) -> None:
+    def handle(api_key: str) -> None:
+        kafka_headers = [
+            ("authorization", f"Token {api_key}".encode()),
+            ("x-api-key", api_key.encode()),
+            ("trace", b"t-1"),
+        ]
+        raise RuntimeError(f"handler failed for Request(headers={kafka_headers!r})")
+
+    api_key = secret("header")
+    try:
+        handle(api_key)
+    except RuntimeError as exc:
+        obs.capture_exception(exc)
+    (event,) = obskit_events
+    assert api_key not in dumped(event)
+    local_headers = event["exception"]["values"][0]["stacktrace"]["frames"][-1]["vars"]["kafka_headers"]
+    assert local_headers == [["'authorization'", FILTERED], ["'x-api-key'", FILTERED], ["'trace'", "b't-1'"]]
+
+
 def test_transactions_are_scrubbed_too() -> None:
     sink = CapturedEvents()
     try:
@@ -255,11 +329,11 @@ def test_log_breadcrumbs_of_a_unit_arrive_scrubbed_and_serialisable(obskit_event
 
 
 def test_scrub_text_and_value_use_the_rules_init_configured() -> None:
-    assert scrub_text("ssn=123") == "ssn=123"
+    assert scrub_text("badge=123") == "badge=123"
     try:
-        obs.init("svc", environ={"OBSKIT_SCRUB_KEYS": "ssn", "OBSKIT_SCRUB_PATTERNS": r"EMP-\d{3}"})
-        assert scrub_text("ssn=123 EMP-042") == f"ssn={FILTERED} {FILTERED}"
-        assert scrub_value({"ssn": 1}) == {"ssn": FILTERED}
+        obs.init("svc", environ={"OBSKIT_SCRUB_KEYS": "badge", "OBSKIT_SCRUB_PATTERNS": r"EMP-\d{3}"})
+        assert scrub_text("badge=123 EMP-042") == f"badge={FILTERED} {FILTERED}"
+        assert scrub_value({"badge": 1}) == {"badge": FILTERED}
     finally:
         obs.shutdown()
 
@@ -294,7 +368,7 @@ class Planted:
 SENSITIVE = [
     "password", "passwd", "pwd", "secret", "token", "api_key", "apikey", "access_key", "authorization",
     "cookie", "set-cookie", "session", "csrf", "card", "pan", "cvv", "cvc", "iban", "credentials",
-    "private_key", "ssn",
+    "private_key", "ssn", "pin", "otp", "passcode", "jwt", "signature",
 ]  # fmt: skip
 LONG = [name for name in SENSITIVE if len(name.replace("_", "").replace("-", "")) >= 5]
 LOOKALIKE_KEYS = ["company", "span", "expand", "pandas", "panel", "discard", "cardinality", "keyboard", "author"]
@@ -337,8 +411,9 @@ URL_KEY = SENSITIVE_KEY.filter(lambda k: "." not in k)
 IDENTIFIER_KEY = SENSITIVE_KEY.filter(str.isidentifier)
 
 
-def digits(first: int, number: int, size: int) -> str:
-    return str(first) + f"{number:0{size - 1}d}"[-(size - 1) :]
+def digits(prefix: int, number: int, size: int) -> str:
+    rest = size - len(str(prefix))
+    return str(prefix) + f"{number:0{rest}d}"[-rest:]
 
 
 @st.composite
@@ -358,7 +433,10 @@ def _card(draw: st.DrawFn) -> tuple[str, str]:
 
 
 CARD_PARTS = st.tuples(
-    st.sampled_from([13, 15, 16, 16, 19]), st.integers(2, 6), st.integers(0, 10**18), st.sampled_from(["", " ", "-"])
+    st.sampled_from([13, 15, 16, 16, 19]),
+    st.one_of(st.integers(3, 6), st.integers(2221, 2720)),  # a leading 2 is Mastercard's 2-series
+    st.integers(0, 10**18),
+    st.sampled_from(["", " ", "-"]),
 )
 CARD = _card()
 # 16 digits that look like a card but fail Luhn.
@@ -421,7 +499,7 @@ def _secret_fragment(draw: st.DrawFn) -> tuple[str, list[str]]:
 
 
 SECRET_FRAGMENT = _secret_fragment()
-LOOKALIKE_KINDS = st.sampled_from(["order", "uuid", "iso", "epoch", "amount", "word", "kv"])
+LOOKALIKE_KINDS = st.sampled_from(["order", "uuid", "trace", "iso", "stamp", "epoch", "amount", "word", "kv"])
 
 
 @st.composite
@@ -431,8 +509,12 @@ def _lookalike(draw: st.DrawFn) -> str:
         return draw(ORDER_ID)
     if kind == "uuid":
         return str(uuid.UUID(int=draw(UUID_INT)))
+    if kind == "trace":
+        return f"{draw(UUID_INT):032x}"
     if kind == "iso":
         return datetime.fromtimestamp(1.7e9 + n % 10**8, UTC).isoformat(timespec="microseconds")
+    if kind == "stamp":
+        return datetime.fromtimestamp(1.7e9 + n, UTC).strftime("batch-%Y%m%d%H%M%S.csv")
     if kind == "epoch":
         return str((1_700_000_000_000, 1_700_000_000_000_000)[n % 2] + n)
     if kind == "amount":
