@@ -137,6 +137,16 @@ def test_reads_scrubbing_noise_and_storm_settings() -> None:
     assert (settings().storm_limit, settings().storm_window_s, settings().send_client_errors) == (100, 60.0, False)
 
 
+def assert_refused(variable: str, raw: str, expected: str) -> None:
+    """The setting fails at start with one line naming the variable, the value and what is expected."""
+    with pytest.raises(ConfigError) as caught:
+        settings(**{variable: raw})
+    message = str(caught.value)
+    assert message.startswith(f"{variable}={raw!r} is invalid: expected ")
+    assert expected in message
+    assert "\n" not in message
+
+
 @pytest.mark.parametrize(
     ("variable", "raw", "expected"),
     [
@@ -152,12 +162,7 @@ def test_reads_scrubbing_noise_and_storm_settings() -> None:
     ],
 )
 def test_bad_noise_and_scrubbing_settings_name_the_variable(variable: str, raw: str, expected: str) -> None:
-    with pytest.raises(ConfigError) as caught:
-        settings(**{variable: raw})
-    message = str(caught.value)
-    assert message.startswith(f"{variable}={raw!r} is invalid: expected ")
-    assert expected in message
-    assert "\n" not in message
+    assert_refused(variable, raw, expected)
 
 
 def test_scrub_patterns_given_to_init_are_checked_like_the_variable() -> None:
@@ -182,12 +187,7 @@ def test_scrub_patterns_given_to_init_are_checked_like_the_variable() -> None:
     ],
 )
 def test_environment_and_release_sentry_would_refuse_fail_at_start(variable: str, raw: str, expected: str) -> None:
-    with pytest.raises(ConfigError) as caught:
-        settings(**{variable: raw})
-    message = str(caught.value)
-    assert message.startswith(f"{variable}={raw!r} is invalid: expected ")
-    assert expected in message
-    assert "\n" not in message
+    assert_refused(variable, raw, expected)
 
 
 def test_environment_and_release_given_to_init_are_checked_like_the_variables() -> None:
