@@ -144,11 +144,20 @@ def _within_tag_limits(event: Event, hint: Hint) -> Event:
     return event
 
 
+# Set by the enricher before the unit's tags: the schema's service and env, always.
+_SCHEMA_TAGS = frozenset({"service", "env"})
+# ... and a business-rule message's own tags, which say more than a unit's tags of the same name.
+_BUSINESS_TAGS = _SCHEMA_TAGS | {"rule", "outcome"}
+
+
 def _apply_unit(event: Event, tags: dict[str, Any], trace: dict[str, Any], unit: Unit) -> None:
+    # The unit's tags win over the scope's: the kit opens no Sentry scope per task or message, so a
+    # sentry_sdk.set_tag in one unit would otherwise outlive it. Service and env are set already,
+    # user_id and trace_id after, from the unit.
+    own = _BUSINESS_TAGS if tags.get("outcome") == "business_failure" else _SCHEMA_TAGS
     for key, value in unit.tags.items():
-        # The event's own tags (a business rule's ``rule``, capture_message(tags=...)) say more than the
-        # unit's; service and env are set already, user_id and trace_id are set after, from the unit.
-        tags.setdefault(key, value)
+        if key not in own:
+            tags[key] = value
     if unit.user_id is not None:
         tags["user_id"] = unit.user_id
         user = event.get("user")
@@ -158,9 +167,17 @@ def _apply_unit(event: Event, tags: dict[str, Any], trace: dict[str, Any], unit:
         if unit.user_fields:
             user.update(unit.user_fields)
     if event.get("type") == "transaction":
-        # A transaction's trace context is its own: the kit's (start_transaction, send_transaction) is
-        # already the unit's, and one the app started with the SDK keeps its op, status and the trace its
-        # spans belong to.
+        # The kit's own (start_transaction, send_transaction) are in the unit's trace already. One the
+        # app started with the SDK began a trace of its own: it joins the unit's, its spans with it, and
+        # keeps its op, status and span tree (the unit's errors are in that trace too).
+        sdk_trace = trace.get("trace_id")
+        if sdk_trace and sdk_trace != unit.trace_id:
+            trace["trace_id"] = unit.trace_id
+            if unit.parent_span_id and not trace.get("parent_span_id"):
+                trace["parent_span_id"] = unit.parent_span_id
+            for span in event.get("spans") or ():
+                if isinstance(span, dict) and span.get("trace_id") == sdk_trace:
+                    span["trace_id"] = unit.trace_id
         return
     if trace.get("trace_id") != unit.trace_id:
         # The SDK filled in its per-thread propagation context; this event belongs to the unit's trace.

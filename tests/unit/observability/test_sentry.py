@@ -72,19 +72,23 @@ def traced() -> Iterator[CapturedEvents]:
         obs.shutdown(timeout_s=1.0)
 
 
-def test_an_sdk_transaction_started_in_a_unit_keeps_its_own_trace(traced: CapturedEvents) -> None:
+def test_an_sdk_transaction_started_in_a_unit_joins_its_trace_with_its_spans_and_errors(
+    traced: CapturedEvents,
+) -> None:
     with (
         obs.bind(user_id=3) as unit,
         sentry_sdk.start_transaction(name="job", op="function"),
         sentry_sdk.start_span(op="db", name="q"),
     ):
-        pass
+        obs.capture_message("inside the transaction")
     (transaction,) = traced.transactions
+    (message,) = traced.messages
     trace = transaction["contexts"]["trace"]
     (span,) = transaction["spans"]
-    assert trace["op"] == "function"
+    assert trace["op"] == "function"  # its own context, not replaced
     assert (span["trace_id"], span["parent_span_id"]) == (trace["trace_id"], trace["span_id"])
-    assert transaction["tags"]["trace_id"] == trace["trace_id"] != unit.trace_id
+    assert transaction["tags"]["trace_id"] == trace["trace_id"] == unit.trace_id
+    assert message["contexts"]["trace"]["trace_id"] == message["tags"]["trace_id"] == unit.trace_id
     assert transaction["tags"]["user_id"] == "3"
 
 
@@ -101,7 +105,7 @@ def test_the_kits_own_transactions_carry_the_units_trace(traced: CapturedEvents)
     assert len(traced.transactions) == 2
 
 
-def test_the_events_own_tags_win_over_the_units_but_not_over_the_schema(obskit_events: CapturedEvents) -> None:
+def test_a_business_rules_own_tags_win_over_the_units_but_not_over_the_schema(obskit_events: CapturedEvents) -> None:
     with obs.bind(user_id=42, rule="outer", component="billing", service="other", env="other") as unit:
         obs.report_business_failure("daily_limit", "payment over the daily limit")
     (event,) = obskit_events
@@ -110,6 +114,19 @@ def test_the_events_own_tags_win_over_the_units_but_not_over_the_schema(obskit_e
     assert event["tags"]["component"] == "billing"
     assert (event["tags"]["service"], event["tags"]["env"]) == ("test", "development")
     assert (event["tags"]["user_id"], event["tags"]["trace_id"]) == ("42", unit.trace_id)
+
+
+def test_a_tag_set_on_the_scope_in_one_unit_does_not_beat_the_next_units_bind(obskit_events: CapturedEvents) -> None:
+    # The kit opens no Sentry scope per unit: a set_tag outlives the unit it was set in.
+    try:
+        with obs.bind():
+            sentry_sdk.set_tag("component", "a")
+        with obs.bind(component="b"):
+            obs.capture_message("m")
+    finally:
+        sentry_sdk.get_isolation_scope().remove_tag("component")
+    (event,) = obskit_events
+    assert event["tags"]["component"] == "b"
 
 
 def test_nothing_leaks_into_the_next_unit(obskit_events: CapturedEvents) -> None:
