@@ -650,6 +650,9 @@ class Scrubber:
         return marks
 
 
+_CARD_IN_GROUPS = 23
+
+
 def _cut(text: str) -> str:
     """The first MAX_TEXT characters, ending before the word the cut falls in: half a secret is not
     recognisable, so it must not be kept. Nor are the first groups of a card number written in groups
@@ -657,7 +660,9 @@ def _cut(text: str) -> str:
     head = text[:MAX_TEXT]
     boundary = max(head.rfind(char) for char in " \n\t,;&")
     head = head[: boundary if boundary > MAX_TEXT - 4096 else MAX_TEXT - 4096]
-    return head.rstrip("0123456789 -") + _TRUNCATED
+    # At most a card number's length in groups (19 digits, 4 separators), not a whole run of digits.
+    kept = head.rstrip("0123456789 -")
+    return head[: max(len(kept), len(head) - _CARD_IN_GROUPS)] + _TRUNCATED
 
 
 def _normalise(name: str) -> str:

@@ -150,6 +150,8 @@ class _Reader:
         if not isinstance(value, list) or not value or not all(v in COMPLETED for v in value):
             left_out = ", ".join(o.value for o in Outcome if o not in COMPLETED)
             self.fail(where, value, f"a non-empty list of outcomes from {allowed} ({left_out} are not in the total)")
+        if len(set(value)) != len(value):
+            self.fail(where, value, "each outcome once (one named twice would be counted twice)")
         return tuple(Outcome(v) for v in value)
 
     def thresholds(self, where: str, value: object) -> tuple[Threshold, ...]:

@@ -191,6 +191,12 @@ def test_a_card_number_the_cut_falls_in_leaves_none_of_its_groups() -> None:
     assert out.endswith("x…[truncated]")
 
 
+def test_a_long_run_of_spaced_digits_is_cut_by_no_more_than_a_card_number() -> None:
+    out = scrub_text("x " + "1 2 3 4 " * 3000)
+    assert len(out) > MAX_TEXT - 4096  # not everything back to the first letter
+    assert out.endswith("…[truncated]")
+
+
 def test_scrub_value_returns_json_ready_copies_and_never_touches_its_input() -> None:
     class Account:
         def __repr__(self) -> str:

@@ -60,6 +60,7 @@ slos:
         ),
         ("defaults: {bad_outcomes: [retried]}", "defaults.bad_outcomes=['retried'] is invalid"),
         ("defaults: {bad_outcomes: [revoked]}", "defaults.bad_outcomes=['revoked'] is invalid"),
+        ("defaults: {bad_outcomes: [error, error]}", "expected each outcome once"),  # else counted twice
         ("defaults: {min_events: -1}", "defaults.min_events=-1 is invalid"),
         ("defaults: {paging_envs: prod}", "defaults.paging_envs='prod' is invalid: expected a list"),
         ("defaults: {objektive: 99}", "defaults.objektive=99 is invalid: expected one of the fields"),
