@@ -266,7 +266,12 @@ class Runner:
                 if self._stop_flag:
                     break  # the message in hand is finished; the rest is fetched again later
                 if message.error() is not None:
-                    self._message_error(message)
+                    # Not about the unit's last message: logged outside it (rare: re-activated after).
+                    deactivate(token)
+                    try:
+                        self._message_error(message)
+                    finally:
+                        token = activate(self._unit)
                     continue
                 key = message.partition() if single else (message.topic(), message.partition())
                 if retrying and ((single, key) if single else key) in retrying:

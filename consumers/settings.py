@@ -27,12 +27,12 @@ RUNNER_KAFKA_KEYS = frozenset(
     }
 )
 # The ``kafka`` settings the dead-letter producer shares with the consumer: how to reach and
-# authenticate to the brokers.
+# authenticate to the brokers (and ``oauth_cb``, OAUTHBEARER's token callback).
 CONNECTION_PREFIXES = ("security.", "sasl.", "ssl.", "enable.ssl.", "socket.", "client.", "broker.", "reconnect.")
 
 
 def connection_settings(kafka: Mapping[str, Any]) -> dict[str, Any]:
-    return {key: value for key, value in kafka.items() if key.startswith(CONNECTION_PREFIXES)}
+    return {key: value for key, value in kafka.items() if key.startswith(CONNECTION_PREFIXES) or key == "oauth_cb"}
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -187,3 +187,15 @@ def test_the_lag_waits_a_round_when_the_coordinator_is_unreachable(obskit_events
     r._update_lag()
     assert (lag(obskit_events, 0), lag(obskit_events, 1)) == (6, 6)
     assert consumer.committed_calls == 2  # one question a round for every partition not consumed from
+
+
+def test_a_broker_error_in_a_batch_is_logged_outside_the_last_messages_unit(
+    obskit_events: CapturedEvents, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    r, _, _ = runner(lambda payload: None)
+    seen: list[object] = []
+    monkeypatch.setattr(r, "_on_error", lambda err: seen.append(obs.current()))
+    failed = Message(topic="t", partition=0, offset=-1, error=KafkaError(KafkaError._TRANSPORT))
+    r._handle([message(1, b'{"user_id": "alice"}'), failed, message(2, b'{"user_id": "bob"}')])
+    assert seen == [None]
+    assert r.consumer.stored[-1] == ("t", 0, 3)  # type: ignore[attr-defined]  # the batch goes on

@@ -38,9 +38,11 @@ def test_the_dead_letter_producer_reaches_the_brokers_as_the_consumer_does() -> 
         "ssl.ca.location": "/etc/ca.pem",
         "auto.offset.reset": "latest",
         "fetch.min.bytes": 1024,
+        "oauth_cb": print,
     }
     assert connection_settings(kafka) == {
         "security.protocol": "SASL_SSL",
         "sasl.mechanism": "PLAIN",
         "ssl.ca.location": "/etc/ca.pem",
+        "oauth_cb": print,  # OAUTHBEARER's token callback: the producer authenticates as the consumer does
     }
