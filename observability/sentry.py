@@ -36,6 +36,7 @@ __all__ = [
     "EventProcessor",
     "Runtime",
     "Sampler",
+    "TokenBucket",
     "init",
     "runtime",
     "send_transaction",
@@ -56,6 +57,29 @@ EventProcessor = Callable[[Event, Hint], Event | None]
 INTEGRATIONS = ("argv", "atexit", "dedupe", "excepthook", "logging", "modules", "stdlib", "threading")
 
 
+class TokenBucket:
+    """At most ``per_s`` takes a second, in bursts of up to that many (at least one: under one a
+    second, a token would never be whole). Thread-safe."""
+
+    def __init__(self, per_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.per_s = per_s
+        self._capacity = max(1.0, per_s)
+        self._clock = clock
+        self._tokens = self._capacity
+        self._refilled = clock()
+        self._lock = threading.Lock()
+
+    def take(self) -> bool:
+        with self._lock:
+            now = self._clock()
+            self._tokens = min(self._capacity, self._tokens + (now - self._refilled) * self.per_s)
+            self._refilled = now
+            if self._tokens >= 1.0:
+                self._tokens -= 1.0
+                return True
+            return False
+
+
 class Sampler:
     """One sampling decision for every unit: the configured rate, per-name overrides, and a cap on how
     many already-sampled incoming traces per second are continued as sampled."""
@@ -63,32 +87,17 @@ class Sampler:
     def __init__(self, settings: Settings) -> None:
         self._default = settings.traces_sample_rate
         self._rates = dict(settings.traces_sample_rates)
-        self._rate = settings.traces_incoming_max_per_s
-        # A bucket holds at least one token: under one per second, a token would never be whole.
-        self._capacity = max(1.0, self._rate)
-        self._tokens = self._capacity
-        self._refilled = time.monotonic()
-        self._lock = threading.Lock()
+        self._incoming = TokenBucket(settings.traces_incoming_max_per_s)
         self._random = random.random
 
     def rate_for(self, name: str | None) -> float:
         return self._rates.get(name, self._default) if name else self._default
 
-    def _take_incoming(self) -> bool:
-        with self._lock:
-            now = time.monotonic()
-            self._tokens = min(self._capacity, self._tokens + (now - self._refilled) * self._rate)
-            self._refilled = now
-            if self._tokens >= 1.0:
-                self._tokens -= 1.0
-                return True
-            return False
-
     def decide(self, name: str | None, parent_sampled: bool | None) -> bool:
         """Whether this unit gets a transaction. An unsampled parent is honoured; a sampled one is, up to the cap."""
         if parent_sampled is False:
             return False
-        if parent_sampled and self._take_incoming():
+        if parent_sampled and self._incoming.take():
             return True
         rate = self._rates.get(name, self._default) if name else self._default
         return rate > 0.0 and (rate >= 1.0 or self._random() < rate)

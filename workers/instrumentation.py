@@ -184,29 +184,6 @@ def _running(task_id: object) -> bool:
     return run is not None and run.task_id == task_id
 
 
-class _TraceBudget:
-    """A token bucket: at most ``per_s`` traced tasks per second, bursts of up to that many (at least
-    one: under one a second, a token would never be whole)."""
-
-    def __init__(self, per_s: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self.per_s = per_s
-        self._capacity = max(1.0, per_s)
-        self._clock = clock
-        self._tokens = self._capacity
-        self._refilled = clock()
-        self._lock = threading.Lock()
-
-    def take(self) -> bool:
-        with self._lock:
-            now = self._clock()
-            self._tokens = min(self._capacity, self._tokens + (now - self._refilled) * self.per_s)
-            self._refilled = now
-            if self._tokens >= 1.0:
-                self._tokens -= 1.0
-                return True
-            return False
-
-
 class _Kit:
     """What the handlers need from the kit's runtime, with metric children cached per label value."""
 
@@ -215,7 +192,7 @@ class _Kit:
         self.service = rt.settings.service
         self.sentry = rt.sentry_enabled
         self.decide = rt.sampler.decide
-        self.budget = _TraceBudget(traces_max_per_s)
+        self.budget = observability.sentry.TokenBucket(traces_max_per_s)  # traced tasks a second
         metrics = rt.metrics
         self._tasks = metrics.celery_tasks
         self._runtime = metrics.celery_task_runtime_seconds

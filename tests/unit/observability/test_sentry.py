@@ -393,7 +393,7 @@ class TestSampler:
         # 0.5 per second: one now, the next two seconds later; never none at all.
         sampler = self.make(traces_sample_rate=0.0, traces_incoming_max_per_s=0.5)
         assert [sampler.decide("x", True) for _ in range(3)] == [True, False, False]
-        sampler._refilled -= 2.0  # two seconds on
+        sampler._incoming._refilled -= 2.0  # two seconds on
         assert [sampler.decide("x", True) for _ in range(2)] == [True, False]
 
     def test_sdk_sampler_hook_uses_the_same_decision(self) -> None:

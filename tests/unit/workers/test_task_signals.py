@@ -389,15 +389,15 @@ def test_sentrys_own_celery_integration_stays_off(app: Any, obskit_events: Captu
 
 
 def test_the_trace_budget_refills_at_its_rate() -> None:
-    from workers.instrumentation import _TraceBudget
+    from observability.sentry import TokenBucket
 
     now = [0.0]
-    budget = _TraceBudget(2.0, clock=lambda: now[0])
+    budget = TokenBucket(2.0, clock=lambda: now[0])
     assert [budget.take() for _ in range(3)] == [True, True, False]
     now[0] = 0.5
     assert [budget.take() for _ in range(2)] == [True, False]
     # Under one a second: one every 1/rate seconds, not none at all.
-    slow = _TraceBudget(0.5, clock=lambda: now[0])
+    slow = TokenBucket(0.5, clock=lambda: now[0])
     assert [slow.take() for _ in range(2)] == [True, False]
     now[0] = 2.0
     assert [slow.take() for _ in range(2)] == [False, False]
@@ -410,7 +410,7 @@ def test_a_task_over_the_trace_budget_is_not_traced(app: Any, traced: CapturedEv
 
     kit = instrumentation._active()
     assert kit is not None
-    kit.budget = instrumentation._TraceBudget(1.0, clock=lambda: 0.0)
+    kit.budget = obs.sentry.TokenBucket(1.0, clock=lambda: 0.0)
     run(app, "unit.ok", 1)
     run(app, "unit.boom", "x")
     (transaction,) = traced.transactions
