@@ -107,13 +107,12 @@ class ConsumerSettings:
             "stall_after_s": ("OBSKIT_CONSUMER_STALL_AFTER_S", parse_positive),
         }
         for name, (variable, parse) in readers.items():
-            raw = env.get(variable, "").strip()
-            if name not in overrides and raw:
+            if name in overrides:
+                # Arguments (the CLI's --attempts, a runner built in code) are held to the same rules.
+                if overrides[name] is not None:
+                    parse(variable, str(overrides[name]))  # type: ignore[operator]
+            elif raw := env.get(variable, "").strip():
                 values[name] = parse(variable, raw)  # type: ignore[operator]
-        for name, (variable, parse) in readers.items():
-            # Arguments (the CLI's --attempts, a runner built in code) are held to the same rules.
-            if overrides.get(name) is not None:
-                parse(variable, str(overrides[name]))  # type: ignore[operator]
         values.update({k: v for k, v in overrides.items() if k not in ("bootstrap_servers", "group_id", "topics")})
         return cls(**values)
 
