@@ -40,6 +40,7 @@ import observability
 from observability import slo
 from observability.business import BusinessRuleError, report
 from observability.context import LazyUnit, Unit, activate, bind, current, deactivate
+from observability.metrics import incrementer, observer
 from observability.propagation import (
     BAGGAGE,
     SENTRY_TRACE,
@@ -102,7 +103,8 @@ _EMPTY: Mapping[str, Any] = {}
 
 
 class _TaskStats:
-    """One task's metric children and sampler name, looked up once per attempt instead of per metric."""
+    """One task's metric children (their hot-path ``inc``/``observe``) and sampler name, looked up once per
+    attempt instead of per metric."""
 
     __slots__ = ("name", "outcomes", "rate_name", "runtime")
 
@@ -111,8 +113,8 @@ class _TaskStats:
         self.rate_name = f"task:{name}"
         # Made at the end of the task's first attempt here: a name only counted (a main process failing
         # a lost child, "unregistered") gets no empty histogram.
-        self.runtime: Any = None
-        self.outcomes: dict[str, Any] = {}
+        self.runtime: Callable[[float], None] | None = None
+        self.outcomes: dict[str, Callable[[float], None]] = {}
 
 
 class _Run:
@@ -200,7 +202,7 @@ class _Kit:
         self._skew = metrics.celery_queue_wait_clock_skew
         self._internal = metrics.internal_errors
         self._stats: dict[str, _TaskStats] = {}
-        self._wait_children: dict[str, Any] = {}
+        self._wait_children: dict[str, Callable[[float], None]] = {}
 
     # -- metric children, created once per label value ---------------------------------------
 
@@ -214,10 +216,10 @@ class _Kit:
         self.count_for(self.stats(task), outcome)
 
     def count_for(self, stats: _TaskStats, outcome: str) -> None:
-        child = stats.outcomes.get(outcome)
-        if child is None:
-            child = stats.outcomes[outcome] = self._tasks.labels(self.service, stats.name, outcome)
-        child.inc()
+        inc = stats.outcomes.get(outcome)
+        if inc is None:
+            inc = stats.outcomes[outcome] = incrementer(self._tasks.labels(self.service, stats.name, outcome))
+        inc(1)
 
     def observe_wait(self, queue: str, now: float, published_ms: object, eta: object) -> float | None:
         ref = float(published_ms) / 1000.0  # type: ignore[arg-type]
@@ -227,10 +229,10 @@ class _Kit:
         if wait < 0:
             self._skew.labels(self.service, queue).inc()
             return None
-        child = self._wait_children.get(queue)
-        if child is None:
-            child = self._wait_children[queue] = self._wait.labels(self.service, queue)
-        child.observe(wait)
+        observe = self._wait_children.get(queue)
+        if observe is None:
+            observe = self._wait_children[queue] = observer(self._wait.labels(self.service, queue))
+        observe(wait)
         return wait
 
     def internal_error(self, component: str) -> None:
@@ -295,8 +297,8 @@ class _Kit:
         stats = run.stats
         runtime = stats.runtime
         if runtime is None:
-            runtime = stats.runtime = self._runtime.labels(self.service, stats.name)
-        runtime.observe(elapsed)
+            runtime = stats.runtime = observer(self._runtime.labels(self.service, stats.name))
+        runtime(elapsed)
         if state is None and not isinstance(sys.exc_info()[1], Exception):
             # Interrupted (SystemExit: a child terminated at its hard time limit, a task calling
             # sys.exit): the main process decides what becomes of the task (a failure, a redelivery) and
