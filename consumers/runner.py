@@ -548,14 +548,26 @@ class Runner:
 
     def _on_commit(self, err: Any, partitions: list[TopicPartition]) -> None:
         if err is None:
-            self._metrics.kafka_commits.labels(self._service, "ok").inc()
+            self._commit_answered(partitions)
         elif err.code() == KafkaError._NO_OFFSET:
             self._metrics.kafka_commits.labels(self._service, "nothing_stored").inc()
         else:
-            self._metrics.kafka_commits.labels(self._service, "error").inc()
-            logger.warning("offset commit failed: %s", err)
-            # The stored offsets are still there: the next commit (or the one at shutdown) sends them again.
-            self._stored_since_commit = True
+            self._commit_failed(str(err))
+
+    def _commit_answered(self, partitions: list[TopicPartition] | None) -> None:
+        """The broker took the commit as a whole; a partition it refused (an unknown partition, offset
+        metadata too large, a coordinator moving) carries its own error, and makes the commit a failure."""
+        refused = [p for p in partitions or () if p.error is not None]
+        if refused:
+            self._commit_failed(", ".join(f"{p.topic}[{p.partition}]: {p.error}" for p in refused))
+        else:
+            self._metrics.kafka_commits.labels(self._service, "ok").inc()
+
+    def _commit_failed(self, reason: str) -> None:
+        self._metrics.kafka_commits.labels(self._service, "error").inc()
+        logger.warning("offset commit failed: %s", reason)
+        # The stored offsets are still there: the next commit (or the one at shutdown) sends them again.
+        self._stored_since_commit = True
 
     def _on_error(self, err: Any) -> None:
         """Transport trouble (brokers down, restarts): logged and counted, never one Sentry event each."""
@@ -576,19 +588,18 @@ class Runner:
         if not self._stored_since_commit:
             return
         try:
-            self.consumer.commit(asynchronous=asynchronous)
+            committed = self.consumer.commit(asynchronous=asynchronous)
         except KafkaException as exc:
             error = exc.args[0] if exc.args else None
-            if error is not None and error.code() == KafkaError._NO_OFFSET:
-                self._metrics.kafka_commits.labels(self._service, "nothing_stored").inc()
-            else:
-                self._metrics.kafka_commits.labels(self._service, "error").inc()
-                logger.warning("offset commit failed: %s", exc)
+            if error is None or error.code() != KafkaError._NO_OFFSET:
+                self._commit_failed(str(exc))
                 return
+            self._metrics.kafka_commits.labels(self._service, "nothing_stored").inc()
+            self._stored_since_commit = False
         else:
+            self._stored_since_commit = False  # a refusal in the answer sets it again
             if not asynchronous:
-                self._metrics.kafka_commits.labels(self._service, "ok").inc()
-        self._stored_since_commit = False
+                self._commit_answered(committed)
 
     def _tick(self, now: float) -> None:
         self._flush_counts()
