@@ -439,6 +439,27 @@ def slo() -> None:
     """Error-rate SLOs from the counts in Redis."""
 
 
+@slo.command("forget")
+@_redis_option
+@click.argument("service")
+@click.argument("env")
+def slo_forget(redis_url: str | None, service: str, env: str) -> None:
+    """Delete a retired SERVICE's counts in ENV and take it off the exporter (stop its processes
+    first: a running one is back at its next flush). Without this a service that stopped flushing
+    leaves by itself once its counts expire."""
+    with _one_line_errors():
+        store = _slo_source(redis_url, None).store
+        try:
+            forgotten = store.forget(service, env)
+        except Exception as exc:
+            message = f"cannot reach the SLO Redis: {exc}"
+            raise ObskitError(message) from None
+        if not forgotten:
+            message = f"no SLO counts for {service} in {env}: nothing forgotten (`obskit slo status` lists them)"
+            raise ObskitError(message)
+    click.echo(f"forgot {service} in {env}: its SLO counts and index entry are deleted")
+
+
 @slo.command("status")
 @_redis_option
 @_slo_file_option

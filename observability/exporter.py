@@ -63,6 +63,14 @@ class SLOSource:
     def reports(self) -> list[ServiceReport]:
         pairs = self.store.services()
         readings = self.store.read(pairs, self.windows, self.clock())
+        # A pair whose totals expired (nothing flushed for the longest retention: the service is gone)
+        # leaves the index instead of reading as stale for ever.
+        expired = [(r.service, r.env) for r in readings if r.last_flush is None]
+        if expired:
+            gone = set(self.store.prune(expired))
+            if gone:
+                logger.info("SLO index: dropped %s (no counts left in Redis)", ", ".join(f"{s}/{e}" for s, e in gone))
+                readings = [r for r in readings if (r.service, r.env) not in gone]
         return build_reports(readings, self.spec)
 
 

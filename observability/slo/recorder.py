@@ -56,7 +56,6 @@ class Recorder:
         self.max_pending_s = max_pending_s
         self.heartbeat_s = heartbeat_s
         self._clock = clock
-        self._indexed = False
         self._reset()
         ref = weakref.ref(self)
 
@@ -116,13 +115,11 @@ class Recorder:
         # Stamped before trying: Redis down, the next attempt is a heartbeat later, not a second later.
         self._last_sent = now
         try:
-            self._get_store().flush([(self.service, self.env, {})], now, index=not self._indexed)
+            self._get_store().flush([(self.service, self.env, {})], now)
         except Exception as exc:
             if self._metrics is not None:
                 self._metrics.slo_flush_errors.labels(self.service).inc()
             logger.debug("SLO heartbeat not written to Redis: %s", exc)
-            return
-        self._indexed = True
 
     def _get_store(self) -> Store:
         if self._store is None:
@@ -149,11 +146,10 @@ class Recorder:
         counts = {Outcome(k): v for k, v in batch.items() if v}
         now = self._clock()
         try:
-            self._get_store().flush([(self.service, self.env, counts)], now, index=not self._indexed)
+            self._get_store().flush([(self.service, self.env, counts)], now)
         except Exception as exc:
             self._requeue(batch, exc)
             return False
-        self._indexed = True
         self._last_sent = now
         self._pending_since = None
         return True

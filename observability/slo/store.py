@@ -8,7 +8,9 @@ not supported.
 - ``obskit:slo:{<service>}:<env>:totals``: hash, outcome -> count since the first flush, ``ts`` -> last flush
 - ``obskit:slo:{<service>}:<env>:snap:<step>``: sorted set, score = boundary, member =
   ``<boundary>:<count per outcome, comma-separated>`` (the totals as they were at that boundary)
-- ``obskit:slo:index``: set of ``<service>|<env>`` that ever flushed
+- ``obskit:slo:index``: set of ``<service>|<env>``, added to by every flush (in the same script as the
+  totals) and pruned of pairs whose totals expired (no flush, not even an idle heartbeat, for the
+  longest tier's retention)
 """
 
 from __future__ import annotations
@@ -56,8 +58,20 @@ for o = 1, n do
 end
 redis.call('HSET', KEYS[1], 'ts', ARGV[1])
 redis.call('EXPIRE', KEYS[1], longest)
+redis.call('SADD', KEYS[ntiers + 2], ARGV[i])
 return 1
 """
+
+# An index entry goes only when its totals are gone: checked and removed in one step, so a flush (which
+# writes the totals and the entry in one script) is never undone by a prune that read before it.
+_PRUNE_LUA = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return redis.call('SREM', KEYS[2], ARGV[1]) end
+return 0
+"""
+
+
+def _member(service: str, env: str) -> str:
+    return f"{service}|{env}"
 
 
 def totals_key(service: str, env: str) -> str:
@@ -107,13 +121,14 @@ class Store:
     def __init__(self, client: Any) -> None:
         self.client = client
         self._flush_script = client.register_script(_FLUSH_LUA)
+        self._prune_script = client.register_script(_PRUNE_LUA)
         self._tier_args = [str(v) for tier in TIERS for v in (tier.step_s, tier.retention_s)]
 
-    def flush(self, batches: Iterable[tuple[str, str, Mapping[Outcome, int]]], now: float, *, index: bool) -> None:
-        """Add each (service, env, counts) at time ``now``, all in one pipelined round trip."""
+    def flush(self, batches: Iterable[tuple[str, str, Mapping[Outcome, int]]], now: float) -> None:
+        """Add each (service, env, counts) at time ``now`` and index the pair, all in one pipelined round trip."""
         pipe = self.client.pipeline(transaction=False)
         for service, env, counts in batches:
-            keys = [totals_key(service, env), *(snap_key(service, env, t.step_s) for t in TIERS)]
+            keys = [totals_key(service, env), *(snap_key(service, env, t.step_s) for t in TIERS), INDEX_KEY]
             args = [
                 repr(now),
                 str(len(TIERS)),
@@ -121,11 +136,31 @@ class Store:
                 str(len(OUTCOMES)),
                 *(o.value for o in OUTCOMES),
                 *(str(counts.get(o, 0)) for o in OUTCOMES),
+                _member(service, env),
             ]
             self._flush_script(keys=keys, args=args, client=pipe)
-            if index:
-                pipe.sadd(INDEX_KEY, f"{service}|{env}")
         pipe.execute()
+
+    def prune(self, pairs: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+        """Drop from the index each pair whose totals expired; returns those dropped. A pair flushed
+        meanwhile has its totals again and stays."""
+        pairs = list(pairs)
+        if not pairs:
+            return []
+        pipe = self.client.pipeline(transaction=False)
+        for service, env in pairs:
+            self._prune_script(keys=[totals_key(service, env), INDEX_KEY], args=[_member(service, env)], client=pipe)
+        return [pair for pair, removed in zip(pairs, pipe.execute(), strict=True) if removed]
+
+    def forget(self, service: str, env: str) -> bool:
+        """Delete a retired service's counts and index entry; False when there was nothing. A process of
+        it still running indexes it again at its next flush (within about a second)."""
+        keys = [totals_key(service, env), *(snap_key(service, env, t.step_s) for t in TIERS)]
+        pipe = self.client.pipeline(transaction=True)
+        pipe.delete(*keys)
+        pipe.srem(INDEX_KEY, _member(service, env))
+        deleted, removed = pipe.execute()
+        return bool(deleted or removed)
 
     def services(self) -> list[tuple[str, str]]:
         """Every (service, env) that has flushed, sorted."""

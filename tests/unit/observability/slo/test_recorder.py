@@ -32,7 +32,8 @@ class FakeRedis:
 
     def register_script(self, _lua: str) -> Any:
         def run(*, keys: list[str], args: list[str], client: FakePipeline) -> None:
-            counts = zip(OUTCOMES, (int(a) for a in args[-len(OUTCOMES) :]), strict=True)
+            # ... the counts, then the index member ("service|env").
+            counts = zip(OUTCOMES, (int(a) for a in args[-len(OUTCOMES) - 1 : -1]), strict=True)
             client.queued.append((float(args[0]), {k.value: v for k, v in counts if v}))
 
         return run
@@ -45,9 +46,6 @@ class FakePipeline:
     def __init__(self, redis: FakeRedis) -> None:
         self.redis = redis
         self.queued: list[tuple[float, dict[str, int]]] = []
-
-    def sadd(self, *_args: Any) -> None:
-        pass
 
     def execute(self) -> None:
         if self.redis.down:
