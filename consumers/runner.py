@@ -548,26 +548,16 @@ class Runner:
 
     def _on_commit(self, err: Any, partitions: list[TopicPartition]) -> None:
         if err is None:
-            self._commit_answered(partitions)
+            self._metrics.kafka_commits.labels(self._service, "ok").inc()
         elif err.code() == KafkaError._NO_OFFSET:
             self._metrics.kafka_commits.labels(self._service, "nothing_stored").inc()
         else:
-            self._commit_failed(str(err))
-
-    def _commit_answered(self, partitions: list[TopicPartition] | None) -> None:
-        """The broker took the commit as a whole; a partition it refused (an unknown partition, offset
-        metadata too large, a coordinator moving) carries its own error, and makes the commit a failure."""
-        refused = [p for p in partitions or () if p.error is not None]
-        if refused:
-            self._commit_failed(", ".join(f"{p.topic}[{p.partition}]: {p.error}" for p in refused))
-        else:
-            self._metrics.kafka_commits.labels(self._service, "ok").inc()
-
-    def _commit_failed(self, reason: str) -> None:
-        self._metrics.kafka_commits.labels(self._service, "error").inc()
-        logger.warning("offset commit failed: %s", reason)
-        # The stored offsets are still there: the next commit (or the one at shutdown) sends them again.
-        self._stored_since_commit = True
+            self._metrics.kafka_commits.labels(self._service, "error").inc()
+            # librdkafka gives the commit one partition's error; each refused partition carries its own.
+            refused = ", ".join(f"{p.topic}[{p.partition}]: {p.error}" for p in partitions or () if p.error)
+            logger.warning("offset commit failed: %s", refused or err)
+            # The stored offsets are still there: the next commit (or the one at shutdown) sends them again.
+            self._stored_since_commit = True
 
     def _on_error(self, err: Any) -> None:
         """Transport trouble (brokers down, restarts): logged and counted, never one Sentry event each."""
@@ -588,18 +578,19 @@ class Runner:
         if not self._stored_since_commit:
             return
         try:
-            committed = self.consumer.commit(asynchronous=asynchronous)
+            self.consumer.commit(asynchronous=asynchronous)
         except KafkaException as exc:
             error = exc.args[0] if exc.args else None
-            if error is None or error.code() != KafkaError._NO_OFFSET:
-                self._commit_failed(str(exc))
+            if error is not None and error.code() == KafkaError._NO_OFFSET:
+                self._metrics.kafka_commits.labels(self._service, "nothing_stored").inc()
+            else:
+                self._metrics.kafka_commits.labels(self._service, "error").inc()
+                logger.warning("offset commit failed: %s", exc)
                 return
-            self._metrics.kafka_commits.labels(self._service, "nothing_stored").inc()
-            self._stored_since_commit = False
         else:
-            self._stored_since_commit = False  # a refusal in the answer sets it again
             if not asynchronous:
-                self._commit_answered(committed)
+                self._metrics.kafka_commits.labels(self._service, "ok").inc()
+        self._stored_since_commit = False
 
     def _tick(self, now: float) -> None:
         self._flush_counts()
