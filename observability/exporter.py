@@ -67,7 +67,11 @@ class SLOSource:
         # leaves the index instead of reading as stale for ever.
         expired = [(r.service, r.env) for r in readings if r.last_flush is None]
         if expired:
-            gone = set(self.store.prune(expired))
+            try:
+                gone = set(self.store.prune(expired))
+            except Exception as exc:  # pruning is the exporter's only write: a read-only Redis still reports
+                logger.warning("SLO index not pruned of %d expired service(s): %s", len(expired), exc)
+                gone = set()
             if gone:
                 logger.info("SLO index: dropped %s (no counts left in Redis)", ", ".join(f"{s}/{e}" for s, e in gone))
                 readings = [r for r in readings if (r.service, r.env) not in gone]

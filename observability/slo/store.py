@@ -154,7 +154,7 @@ class Store:
 
     def forget(self, service: str, env: str) -> bool:
         """Delete a retired service's counts and index entry; False when there was nothing. A process of
-        it still running indexes it again at its next flush (within about a second)."""
+        it still running indexes it again at its next flush (a second with outcomes to send, a minute idle)."""
         keys = [totals_key(service, env), *(snap_key(service, env, t.step_s) for t in TIERS)]
         pipe = self.client.pipeline(transaction=True)
         pipe.delete(*keys)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import redis
 from click.testing import CliRunner
 
 from observability.cli import main
@@ -62,3 +63,19 @@ def test_forget_deletes_a_retired_service(redis_client: Any, redis_url: str, sto
     assert again.exit_code == 1
     assert "nothing forgotten" in again.output
     assert "Traceback" not in again.output
+
+
+class ReadOnly(Store):
+    """The store as an exporter on a replica (or with a read-only user) sees it."""
+
+    def prune(self, pairs: Any) -> list[tuple[str, str]]:
+        raise redis.exceptions.ReadOnlyError("You can't write against a read only replica.")
+
+
+def test_an_exporter_that_cannot_prune_still_reports_the_rest(redis_client: Any, service: str) -> None:
+    store = ReadOnly(redis_client)
+    store.flush([(service, "prod", {Outcome.OK: 3})], NOW)
+    store.flush([(service, "gone", {Outcome.OK: 3})], NOW)
+    redis_client.delete(totals_key(service, "gone"))
+    reported = {(r.service, r.env) for r in SLOSource(store, load_spec(None), clock=lambda: NOW + 1).reports()}
+    assert (service, "prod") in reported
