@@ -129,6 +129,8 @@ class Runner:
         self._counts = _Counts()
         self._unit = LazyUnit(self._resolve)
         self._last_seen: dict[tuple[str, int], tuple[int, float]] = {}
+        # Assigned partitions nothing was fetched from yet: the first message of each sets its lag's start.
+        self._unseen: set[tuple[str, int]] = set()
         self._stored_since_commit = False
         self.last_poll = time.monotonic()
         self.consumer: Any = None
@@ -260,6 +262,8 @@ class Runner:
         n = 0
         # The unit is current while the batch's messages are handled, not in between: what the runner
         # and librdkafka log about partitions and commits belongs to no message.
+        if self._unseen:
+            self._note_first(batch)
         token = activate(self._unit)
         try:
             for message in batch:
@@ -288,6 +292,16 @@ class Runner:
             self._advance([((single, k) if single else k, m) for k, m in last.items()])
             for k, count in handled.items():
                 self._counts.add(single or k[0], "ok", count)
+
+    def _note_first(self, batch: list[Message]) -> None:
+        """The first message fetched from a partition nothing was settled from: until one is, the lag
+        counts from it and its age is this message's (a handler stuck on it shows as growing lag)."""
+        for message in batch:
+            if message.error() is None:
+                tp = (message.topic(), message.partition())
+                if tp in self._unseen:
+                    self._unseen.discard(tp)
+                    self._last_seen.setdefault(tp, (message.offset() - 1, message.timestamp()[1] / 1000.0))
 
     def _wait_s(self, longest: float) -> float:
         """How long the next poll may block while a message waits: until the earliest retry is due."""
@@ -516,6 +530,7 @@ class Runner:
             for state in (self._parked, self._done, self._last_seen):
                 state.pop(tp, None)  # type: ignore[attr-defined]
             self._released.discard(tp)
+            self._unseen.discard(tp)
             for gauge in (self._metrics.kafka_consumer_lag_messages, self._metrics.kafka_consumer_lag_seconds):
                 with contextlib.suppress(KeyError):  # no lag measured for it yet
                     gauge.remove(self._service, tp[0], str(tp[1]))
@@ -528,6 +543,7 @@ class Runner:
                 logger.warning("could not resume %s: %s", paused, exc)
 
     def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        self._unseen.update((p.topic, p.partition) for p in partitions if (p.topic, p.partition) not in self._last_seen)
         logger.info("assigned %s", ", ".join(f"{p.topic}[{p.partition}]" for p in partitions))
 
     def _on_revoke(self, consumer: Any, partitions: list[TopicPartition]) -> None:
@@ -615,7 +631,8 @@ class Runner:
 
     def _update_lag(self) -> None:
         """Lag from cached watermarks (no broker round trip): messages, and the age of the oldest unconsumed one
-        estimated by the newest consumed one's timestamp (an upper bound)."""
+        estimated by the newest consumed one's timestamp (an upper bound), or before any was settled by the
+        first one fetched (its own age)."""
         try:
             assignment = self.consumer.assignment()
         except KafkaException:

@@ -199,3 +199,25 @@ def test_a_broker_error_in_a_batch_is_logged_outside_the_last_messages_unit(
     r._handle([message(1, b'{"user_id": "alice"}'), failed, message(2, b'{"user_id": "bob"}')])
     assert seen == [None]
     assert r.consumer.stored[-1] == ("t", 0, 3)  # type: ignore[attr-defined]  # the batch goes on
+
+
+def test_a_handler_stuck_on_a_partitions_first_message_shows_the_messages_age(obskit_events: CapturedEvents) -> None:
+    # Before anything was settled from a partition the lag came from the group's committed offset and
+    # its age read 0: a consumer stuck on its first message after an assignment never looked late.
+    seen: dict[str, float | None] = {}
+
+    def handler(payload: dict[str, Any]) -> None:
+        r._update_lag()  # the poll loop's tick, as it would read while this handler runs
+        labels = {"service": "test", "topic": "t", "partition": "0"}
+        seen["messages"] = lag(obskit_events, 0)
+        seen["seconds"] = obskit_events.registry.get_sample_value("obskit_kafka_consumer_lag_seconds", labels)
+
+    r, consumer, _ = runner(handler)
+    r._on_assign(None, consumer.assigned)
+    r._handle([message(7, b"{}")])  # the group's committed offset says 4; the fetch starts at 7
+    assert seen["messages"] == 3  # 7, 8, 9 before the high watermark 10
+    assert seen["seconds"] is not None
+    assert seen["seconds"] > 1_000_000  # the message's own timestamp (1 s after the epoch here)
+    r._update_lag()
+    assert lag(obskit_events, 0) == 2  # settled: from the newest consumed, as before
+    assert lag(obskit_events, 1) == 6  # nothing fetched from partition 1: the committed offset
