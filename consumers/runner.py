@@ -260,10 +260,10 @@ class Runner:
         last: dict[Any, Message] = {}
         handled: dict[Any, int] = {}
         n = 0
-        # The unit is current while the batch's messages are handled, not in between: what the runner
-        # and librdkafka log about partitions and commits belongs to no message.
         if self._unseen:
             self._note_first(batch)
+        # The unit is current while the batch's messages are handled, not in between: what the runner
+        # and librdkafka log about partitions and commits belongs to no message.
         token = activate(self._unit)
         try:
             for message in batch:

@@ -74,6 +74,11 @@ def _member(service: str, env: str) -> str:
     return f"{service}|{env}"
 
 
+def _keys(service: str, env: str) -> list[str]:
+    """A service's count keys in one env: its totals, then its snapshots tier by tier."""
+    return [totals_key(service, env), *(snap_key(service, env, t.step_s) for t in TIERS)]
+
+
 def totals_key(service: str, env: str) -> str:
     return f"obskit:slo:{{{service}}}:{env}:totals"
 
@@ -128,7 +133,7 @@ class Store:
         """Add each (service, env, counts) at time ``now`` and index the pair, all in one pipelined round trip."""
         pipe = self.client.pipeline(transaction=False)
         for service, env, counts in batches:
-            keys = [totals_key(service, env), *(snap_key(service, env, t.step_s) for t in TIERS), INDEX_KEY]
+            keys = [*_keys(service, env), INDEX_KEY]
             args = [
                 repr(now),
                 str(len(TIERS)),
@@ -155,9 +160,8 @@ class Store:
     def forget(self, service: str, env: str) -> bool:
         """Delete a retired service's counts and index entry; False when there was nothing. A process of
         it still running indexes it again at its next flush (a second with outcomes to send, a minute idle)."""
-        keys = [totals_key(service, env), *(snap_key(service, env, t.step_s) for t in TIERS)]
         pipe = self.client.pipeline(transaction=True)
-        pipe.delete(*keys)
+        pipe.delete(*_keys(service, env))
         pipe.srem(INDEX_KEY, _member(service, env))
         deleted, removed = pipe.execute()
         return bool(deleted or removed)
