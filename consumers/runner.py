@@ -33,6 +33,7 @@ from observability.business import BusinessRuleError
 from observability.business import report as report_business
 from observability.context import LazyUnit, activate, deactivate
 from observability.propagation import SENTRY_TRACE, TRACEPARENT, extract, sampled_flag
+from observability.scopes import hold, release
 from observability.sentry import send_transaction, transport_has_room
 from observability.slo import Outcome
 
@@ -281,7 +282,12 @@ class Runner:
                 if retrying and ((single, key) if single else key) in retrying:
                     continue  # fetched before the partition was paused: fetched again after the retry
                 n += 1
-                outcome = process(message, not n & mask)
+                # What the handler sets on the SDK's scope (sentry_sdk.set_user, set_tag) is this message's.
+                held = hold()
+                try:
+                    outcome = process(message, not n & mask)
+                finally:
+                    release(held)
                 if outcome != _RETRY:
                     last[key] = message
                     if outcome == _OK:
@@ -501,7 +507,7 @@ class Runner:
             unit.rebind(message, payload)
             unit.carry_breadcrumbs(retry.breadcrumbs)
             outcome = _OK
-            token = activate(unit)
+            token, held = activate(unit), hold()
             try:
                 self._timed(message, payload)
             except BusinessRuleError as exc:
@@ -509,6 +515,7 @@ class Runner:
             except Exception as exc:
                 outcome = self._failed(message, payload, exc, attempt=retry.attempt + 1)
             finally:
+                release(held)
                 deactivate(token)
             if outcome == _RETRY:
                 continue

@@ -2,11 +2,13 @@
 
 Binding is cheap on purpose: it stores plain values in one small object. Nothing is copied into a
 Sentry scope until an event is actually sent (see ``observability.sentry``), so a unit that succeeds
-costs a contextvar set and reset.
+costs a contextvar set and reset (an outermost ``bind()`` also forks the SDK's isolation scope: see
+``observability.scopes``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import re
@@ -15,6 +17,8 @@ from collections.abc import Callable
 from contextvars import ContextVar, Token
 from types import TracebackType
 from typing import Any
+
+import sentry_sdk
 
 from observability.tags import check_key
 
@@ -277,12 +281,13 @@ class bind:
     """Bind a unit of work's user, trace and tags for the duration of a ``with`` block.
 
     Outside any unit it starts a new one (fresh breadcrumbs, the given trace or a new one); inside
-    one it refines it. On exit everything is undone: nothing leaks into the next unit. Safe in
+    one it refines it. On exit everything is undone: nothing leaks into the next unit, neither what
+    the block set on the SDK's scope (an outermost bind runs in an isolation scope of its own). Safe in
     threads and asyncio tasks (contextvars). A ``trace_id`` in capitals is lowercased; one that is not
     32 hex digits starts a new trace, with a warning logged once per process.
     """
 
-    __slots__ = ("_token", "_unit")
+    __slots__ = ("_outermost", "_scope", "_token", "_unit")
 
     def __init__(
         self,
@@ -298,8 +303,12 @@ class bind:
             check_key(key)
         if trace_id is not None and not (type(trace_id) is str and _is_trace_id(trace_id)):
             trace_id, parent_span_id, baggage = _checked_trace(trace_id, parent_span_id, baggage)
+        parent = _current.get()
+        # An outermost bind gets an isolation scope of its own at enter; a nested one shares its unit's.
+        self._outermost = parent is None
+        self._scope: contextlib.AbstractContextManager[Any] | None = None
         self._unit = Unit(
-            _current.get(),
+            parent,
             None if user_id is None else str(user_id),
             trace_id,
             parent_span_id,
@@ -310,6 +319,9 @@ class bind:
         self._token: Token[Unit | None] | None = None
 
     def __enter__(self) -> Unit:
+        if self._outermost:
+            self._scope = sentry_sdk.isolation_scope()
+            self._scope.__enter__()
         self._token = _current.set(self._unit)
         return self._unit
 
@@ -319,6 +331,9 @@ class bind:
         if self._token is not None:
             _current.reset(self._token)
             self._token = None
+            if self._scope is not None:
+                scope, self._scope = self._scope, None
+                scope.__exit__(exc_type, exc, tb)
 
 
 def activate(unit: Unit) -> Token[Unit | None]:

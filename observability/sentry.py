@@ -109,8 +109,8 @@ class Sampler:
 
 
 def _enricher(settings: Settings) -> EventProcessor:
-    """Tag the event with the schema and the current unit's user, trace and breadcrumbs (outside a unit,
-    the scope's user)."""
+    """Tag the event with the schema and the current unit's user, trace and breadcrumbs (without a unit's
+    user, the scope's)."""
     service, env = tag_value(settings.service), tag_value(settings.environment)
 
     def enrich(event: Event, hint: Hint) -> Event:
@@ -124,11 +124,11 @@ def _enricher(settings: Settings) -> EventProcessor:
         unit = current()
         if unit is not None:
             _apply_unit(event, tags, trace, unit)
-        else:
-            user = event.get("user")
-            if isinstance(user, dict) and user.get("id") is not None:
-                # The scope's user (set_user outside a unit): tagged too, so a search by user_id finds it.
-                tags["user_id"] = user["id"]
+        user = event.get("user")
+        if isinstance(user, dict) and user.get("id") is not None:
+            # The unit's user, else the scope's (sentry_sdk.set_user; obs.set_user outside a unit): tagged
+            # too, so a search by user_id finds it.
+            tags["user_id"] = user["id"]
         trace_id = trace.get("trace_id")
         if trace_id:
             tags["trace_id"] = trace_id
@@ -160,15 +160,13 @@ _BUSINESS_TAGS = _SCHEMA_TAGS | {"rule", "outcome"}
 
 
 def _apply_unit(event: Event, tags: dict[str, Any], trace: dict[str, Any], unit: Unit) -> None:
-    # The unit's tags win over the scope's: the kit opens no Sentry scope per task or message, so a
-    # sentry_sdk.set_tag in one unit would otherwise outlive it. Service and env are set already,
-    # user_id and trace_id after, from the unit.
+    # The unit's tags win over the scope's of the same name (the scope's were set by the app, before the
+    # unit or in it: see observability.scopes). Service and env are set already, user_id and trace_id after.
     own = _BUSINESS_TAGS if tags.get("outcome") == "business_failure" else _SCHEMA_TAGS
     for key, value in unit.tags.items():
         if key not in own:
             tags[key] = value
     if unit.user_id is not None:
-        tags["user_id"] = unit.user_id
         user = event.get("user")
         if not isinstance(user, dict):
             user = event["user"] = {}

@@ -51,6 +51,7 @@ from observability.propagation import (
     outgoing_headers,
     sampled_flag,
 )
+from observability.scopes import Held, hold, release
 from observability.slo import Outcome
 from workers import _crons
 
@@ -126,6 +127,7 @@ class _Run:
         "kit",
         "monitor",
         "queue",
+        "scope",
         "started",
         "stats",
         "task_id",
@@ -144,14 +146,17 @@ class _Run:
         task_id: str,
         queue: str,
         token: Any = None,
+        scope: Held | None = None,
         binder: bind | None = None,
     ) -> None:
         self.kit = kit
         self.stats = stats
         self.task_id = task_id
-        # How the unit is undone at postrun: its token (the usual case), or the bind it refines.
+        # How the unit is undone at postrun: its token and the SDK scope it held (the usual case), or the
+        # bind it refines.
         self.binder = binder
         self.token = token
+        self.scope = scope
         self.unit = unit
         self.queue = queue
         # Wall-clock start of a traced attempt (its transaction is built at postrun); None: not traced.
@@ -259,7 +264,7 @@ class _Kit:
             unit = LazyUnit(_resolve_request)
             unit.rebind(request, (name, task_id, queue))
             unit.sampled = sampled
-            run = _Run(self, stats, unit, task_id=task_id, queue=queue, token=activate(unit))
+            run = _Run(self, stats, unit, task_id=task_id, queue=queue, token=activate(unit), scope=hold())
         else:
             # A task run inside another unit (eagerly, ``apply()``): it refines that unit, as a bind does.
             binder = bind_incoming(
@@ -527,6 +532,8 @@ def _task_postrun(
             deactivate(run.token)
         else:
             run.binder.__exit__(None, None, None)
+        if run.scope is not None:
+            release(run.scope)
 
 
 def _task_failure(

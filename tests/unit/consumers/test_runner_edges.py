@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+import sentry_sdk
 from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
 
 import observability as obs
@@ -221,3 +222,28 @@ def test_a_handler_stuck_on_a_partitions_first_message_shows_the_messages_age(ob
     r._update_lag()
     assert lag(obskit_events, 0) == 2  # settled: from the newest consumed, as before
     assert lag(obskit_events, 1) == 6  # nothing fetched from partition 1: the committed offset
+
+
+def test_what_a_handler_sets_on_the_sdks_scope_belongs_to_its_message(obskit_events: CapturedEvents) -> None:
+    def handler(payload: dict[str, Any]) -> None:
+        if payload["id"] in ("a", "retried"):
+            sentry_sdk.set_user({"id": f"sdk-{payload['id']}"})
+            sentry_sdk.set_tag("order_id", payload["id"])
+            if payload["id"] == "retried" and not r._retrying:
+                raise ValueError("a transient failure")  # its second attempt runs from the retry path
+        obs.capture_message(payload["id"])
+
+    r, _, _ = runner(handler)
+    r._handle([message(1, b'{"id": "a"}'), message(2, b'{"id": "b"}')])
+    r._handle([message(3, b'{"id": "retried"}', partition=1)])
+    r._retrying[("t", 1)].due = 0.0
+    r._service_retries()
+    r._handle([message(4, b'{"id": "c"}')])
+    events = {event["message"]: event for event in obskit_events.messages}
+    for name in ("a", "retried"):
+        assert events[name]["tags"]["user_id"] == f"sdk-{name}" == events[name]["user"]["id"]
+        assert events[name]["tags"]["order_id"] == name
+    for name in ("b", "c"):
+        assert "id" not in events[name].get("user", {}), name
+        assert "user_id" not in events[name]["tags"], name
+        assert "order_id" not in events[name]["tags"], name

@@ -38,6 +38,13 @@ def app() -> Any:
     def boom(card: str) -> None:
         raise ValueError("card declined by the gateway")
 
+    @app.task(name="unit.sdk_user")
+    def sdk_user(user: str) -> None:
+        # As tasks written for Sentry's own Celery integration do: its scope is per task.
+        sentry_sdk.set_user({"id": user})
+        sentry_sdk.set_tag("order_id", f"o-{user}")
+        raise ValueError("card declined by the gateway")
+
     @app.task(name="unit.rule")
     def rule(amount: int) -> None:
         raise obs.BusinessRuleError("daily_limit", "payment over the daily limit", amount=amount)
@@ -278,6 +285,22 @@ def test_tasks_one_after_another_share_nothing(app: Any, obskit_events: Captured
     assert "parent_span_id" not in two["contexts"]["trace"]
     for event in (two, three):
         assert not [c for c in event.get("breadcrumbs", {}).get("values", []) if c.get("category") == "retry"]
+
+
+def test_what_a_task_sets_on_the_sdks_scope_is_its_own(app: Any, obskit_events: CapturedEvents) -> None:
+    with sentry_sdk.isolation_scope():  # the user set before the tasks stays in this test
+        sentry_sdk.set_user({"id": "set-before"})
+        run(app, "unit.sdk_user", "u-9")
+        run(app, "unit.boom", "x")
+        obs.capture_message("after the tasks")
+    first, second, after = obskit_events
+    assert (first["user"]["id"], first["tags"]["user_id"], first["tags"]["order_id"]) == ("u-9", "u-9", "o-u-9")
+    # Neither the first task's user nor the one set before the tasks is the second task's.
+    assert "id" not in second.get("user", {})
+    assert "user_id" not in second["tags"]
+    assert "order_id" not in second["tags"]
+    assert (after["user"]["id"], after["tags"]["user_id"]) == ("set-before", "set-before")
+    assert "order_id" not in after["tags"]
 
 
 def test_an_attempt_nested_under_the_same_task_id_is_finished_on_its_own(

@@ -1,0 +1,149 @@
+"""What the app sets on the SDK's scope inside a unit of work (``sentry_sdk.set_user``, ``set_tag``, ...)
+is that unit's: it is on the unit's events and on no later one's."""
+
+import asyncio
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import sentry_sdk
+
+import observability as obs
+from observability.scopes import hold, release
+from observability.testing import CapturedEvents
+
+
+@pytest.fixture(autouse=True)
+def own_isolation_scope() -> Iterator[None]:
+    """What a test sets before its units stays in the test."""
+    with sentry_sdk.isolation_scope():
+        yield
+
+
+def set_everything() -> None:
+    sentry_sdk.set_user({"id": "alice"})
+    sentry_sdk.set_tag("order_id", "o-1")
+    sentry_sdk.set_context("order", {"total": 10})
+    sentry_sdk.set_extra("attempt", 3)
+    sentry_sdk.set_level("warning")
+
+
+def assert_everything(event: dict[str, Any]) -> None:
+    assert event["user"]["id"] == "alice"
+    assert event["tags"]["user_id"] == "alice"
+    assert event["tags"]["order_id"] == "o-1"
+    assert event["contexts"]["order"] == {"total": 10}
+    assert event["extra"]["attempt"] == 3
+    assert event["level"] == "warning"
+
+
+def assert_nothing_left(event: dict[str, Any]) -> None:
+    assert "user" not in event or "id" not in event["user"]
+    assert "user_id" not in event["tags"]
+    assert "order_id" not in event["tags"]
+    assert "order" not in event["contexts"]
+    assert "attempt" not in event.get("extra", {})
+    assert event["level"] == "info"
+
+
+def test_what_a_bind_block_sets_on_the_sdks_scope_is_undone_at_its_end(obskit_events: CapturedEvents) -> None:
+    sentry_sdk.set_tag("site", "eu")
+    with obs.bind():
+        set_everything()
+        obs.capture_message("inside")
+    obs.capture_message("after")
+    with obs.bind():
+        obs.capture_message("the next unit")
+    inside, after, following = obskit_events
+    assert_everything(inside)
+    for event in (after, following):
+        assert_nothing_left(event)
+        assert event["tags"]["site"] == "eu"  # set before the units: kept
+
+
+def test_a_bind_sees_the_user_set_on_the_scope_before_it(obskit_events: CapturedEvents) -> None:
+    sentry_sdk.set_user({"id": "web-user"})  # e.g. Sentry's own web integration, before the app binds
+    with obs.bind(component="billing"):
+        obs.capture_message("inside")
+    (event,) = obskit_events
+    assert (event["user"]["id"], event["tags"]["user_id"]) == ("web-user", "web-user")
+
+
+def test_asyncio_tasks_binding_at_once_keep_their_own_scope_users(obskit_events: CapturedEvents) -> None:
+    async def job(name: str, first: asyncio.Event, second: asyncio.Event) -> None:
+        with obs.bind(job=name):
+            sentry_sdk.set_user({"id": name})
+            first.set()
+            await second.wait()  # the other task sets its user in between
+            obs.capture_message(name)
+
+    async def both() -> None:
+        a_set, b_set = asyncio.Event(), asyncio.Event()
+        await asyncio.gather(job("a", a_set, b_set), job("b", b_set, a_set))
+
+    asyncio.run(both())
+    users = {event["message"]: (event["user"]["id"], event["tags"]["user_id"]) for event in obskit_events}
+    assert users == {"a": ("a", "a"), "b": ("b", "b")}
+
+
+def test_a_held_unit_starts_with_no_user_and_gives_the_scope_back_as_it_was(obskit_events: CapturedEvents) -> None:
+    sentry_sdk.set_user({"id": "process-wide"})
+    sentry_sdk.set_tag("site", "eu")
+    held = hold()
+    try:
+        obs.capture_message("start")
+        set_everything()
+        obs.capture_message("inside")
+    finally:
+        release(held)
+    obs.capture_message("after")
+    start, inside, after = obskit_events
+    assert_nothing_left(start)
+    assert start["tags"]["site"] == "eu"
+    assert_everything(inside)
+    assert (after["user"]["id"], after["tags"]["site"], after["level"]) == ("process-wide", "eu", "info")
+    assert "order_id" not in after["tags"]
+    assert "order" not in after["contexts"]
+
+
+def _clear() -> None:
+    sentry_sdk.get_isolation_scope().clear()
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda: sentry_sdk.set_user({"id": "x"}),
+        lambda: sentry_sdk.set_tag("site", "us"),
+        lambda: sentry_sdk.set_tags({"site": "us", "shard": "2"}),
+        lambda: sentry_sdk.get_isolation_scope().remove_tag("site"),
+        lambda: sentry_sdk.set_context("site", {"region": "us"}),
+        lambda: sentry_sdk.set_extra("site", "us"),
+        lambda: sentry_sdk.set_level("fatal"),
+        _clear,
+    ],
+    ids=["set_user", "set_tag", "set_tags", "remove_tag", "set_context", "set_extra", "set_level", "clear"],
+)
+def test_each_of_the_sdks_scope_setters_is_undone_by_release(
+    obskit_events: CapturedEvents, change: Callable[[], None]
+) -> None:
+    # The kit keeps the SDK scope's private fields: this checks them against the installed SDK.
+    sentry_sdk.set_user({"id": "kept"})
+    sentry_sdk.set_tag("site", "eu")
+    sentry_sdk.set_context("site", {"region": "eu"})
+    sentry_sdk.set_extra("site", "eu")
+    obs.capture_message("before")
+    outer = hold()
+    inner = hold()  # nested (an eager task inside a task): undone in order
+    change()
+    release(inner)
+    release(outer)
+    obs.capture_message("after")
+    before, after = obskit_events
+    assert after["user"] == before["user"]
+    # (clear() also starts the scope's trace again: not a field the kit keeps.)
+    after["tags"].pop("trace_id")
+    before["tags"].pop("trace_id")
+    assert after["tags"] == before["tags"]
+    assert after["contexts"]["site"] == before["contexts"]["site"]
+    assert (after["extra"], after["level"]) == (before["extra"], before["level"])
