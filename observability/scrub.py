@@ -127,6 +127,9 @@ class _Patterns:
     pair_end: re.Pattern[str]
     value: re.Pattern[str]
     key_tail: re.Pattern[str]
+    flag: re.Pattern[str]
+    flag_value: re.Pattern[str]
+    flag_tail: re.Pattern[str]
     placeholder: re.Pattern[str]
     digit_run: re.Pattern[str]
     separator: re.Pattern[str]
@@ -193,6 +196,14 @@ def _patterns() -> _Patterns:
         pair=re.compile(r"(?<=[(\[])\s*[bBuU]?(?P<quote>[\"'])(?P<key>[A-Za-z_][\w.-]{0,63})(?P=quote)\s*,\s*"),
         pair_end=re.compile(r"\s*[)\]]"),
         key_tail=re.compile(_KEY + r"\s*[=:]{1,2}\s*(?:\\?[\"'])?$"),
+        # A command line's flag and its value as the next argument: "--password x" ("--password=x" is a key),
+        # also in the repr of an argument list: ['--password', 'x'].
+        flag=re.compile(r"-{1,2}(?P<key>[A-Za-z][\w.-]{0,63})"),
+        flag_value=re.compile(
+            r"(?:(?:(?<![\w\\-])|(?<=\\[nrt]))--(?P<key>[A-Za-z][\w.-]{0,63})[ \t]+(?=[^\s-])"
+            r"|(?P<quote>[\"'])--(?P<item>[A-Za-z][\w.-]{0,63})(?P=quote)\s*,\s*(?=[bBuU]?[\"'](?!-)))"
+        ),
+        flag_tail=re.compile(r"(?<![\w-])--(?P<key>[A-Za-z][\w.-]{0,63})[ \t]+$"),
         placeholder=re.compile(
             r"%(?:\((?P<name>[^)]*)\))?[#0 +-]*(?P<width>\*|\d+)?(?:\.(?:\*|\d+))?[hlL]?(?P<conv>[diouxXeEfFgGcrsa%])"
         ),
@@ -351,14 +362,25 @@ class Scrubber:
     def _sequence(self, obj: Iterable[Any], depth: int) -> Any:
         if depth > _MAX_DEPTH:
             return FILTERED
-        out = []
+        out: list[Any] = []
+        flagged = False
         for item in obj:
+            if flagged and type(item) is str and item[:1] != "-":
+                # The argument after a sensitive flag (sys.argv: "--password", "x").
+                out.append(FILTERED if item else item)
+                flagged = False
+                continue
             # A [name, value] pair (header lists, tag lists): the name decides like a key.
             if type(item) in (list, tuple) and len(item) == 2 and type(item[0]) is str and self._pair_name(item[0]):
                 out.append([item[0], FILTERED])
             else:
                 out.append(self._value(item, depth))
+            flagged = type(item) is str and item[:1] == "-" and self._flag_name(item)
         return out
+
+    def _flag_name(self, argument: str) -> bool:
+        flag = self._p.flag.fullmatch(argument)
+        return flag is not None and self.sensitive_key(flag.group("key"))
 
     def _pair_name(self, name: str) -> bool:
         named = self._p.name.fullmatch(name)
@@ -457,6 +479,7 @@ class Scrubber:
                 text = p.vendor_token.sub(FILTERED, text)
             if has_separator:
                 text = self._key_values(text, code=code)
+            text = self._flags(text, code=code)
             if "," in text and ("(" in text or "[" in text):
                 text = self._pairs(text, code=code)
             if len(text) >= 13 and p.digit_guard.search(text):
@@ -489,6 +512,29 @@ class Scrubber:
             pieces.append(text[done:position])
             pieces.append(_requote(value.group("value")))
             done = position = value.end()
+        if not pieces:
+            return text
+        pieces.append(text[done:])
+        return "".join(pieces)
+
+    def _flags(self, text: str, *, code: bool) -> str:
+        """``--password x``: on a command line (a subprocess span, a logged command) the argument after a
+        sensitive flag. A following flag (``--password -v``) is no value; in source lines only literals."""
+        if "--" not in text:
+            return text
+        pieces: list[str] = []
+        done = 0
+        for match in self._p.flag_value.finditer(text):
+            if match.start() < done or not self.sensitive_key(match.group("key") or match.group("item")):
+                continue
+            if text.startswith(FILTERED, match.end()):
+                continue
+            value = self._p.value.match(text, match.end())
+            if value is None or (code and value.group("bare") is not None):
+                continue
+            pieces.append(text[done : match.end()])
+            pieces.append(_requote(value.group("value")))
+            done = value.end()
         if not pieces:
             return text
         pieces.append(text[done:])
@@ -628,7 +674,8 @@ class Scrubber:
         return out
 
     def _marks(self, message: str) -> frozenset[int | str]:
-        """The %-placeholders of a log format that follow a sensitive ``key=`` / ``key:``, by position or name."""
+        """The %-placeholders of a log format that follow a sensitive ``key=`` / ``key:`` / ``--flag ``, by
+        position or name."""
         marks = self._log_marks.get(message)
         if marks is not None:
             return marks
@@ -639,7 +686,10 @@ class Scrubber:
                 continue
             if match.group("width") == "*":
                 position += 1
-            tail = self._p.key_tail.search(message, max(0, match.start() - 80), match.start())
+            begin = max(0, match.start() - 80)
+            tail = self._p.key_tail.search(message, begin, match.start()) or self._p.flag_tail.search(
+                message, begin, match.start()
+            )
             if tail is not None and self.sensitive_key(tail.group("key")):
                 found.add(match.group("name") if match.group("name") is not None else position)
             if match.group("name") is None:

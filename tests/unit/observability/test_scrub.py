@@ -124,6 +124,9 @@ def test_name_value_pairs_are_scrubbed_like_keys() -> None:
         ("url=https://h/x?token=abc&page=2", f"url=https://h/x?token={FILTERED}&page=2"),
         ("login failed password=hunter2 user=bob", f"login failed password={FILTERED} user=bob"),
         ("run --db-password=hunter2 -v", f"run --db-password={FILTERED} -v"),
+        ("mysql --password hunter2 -h db", f"mysql --password {FILTERED} -h db"),
+        ("run --db-token 'a b c' --x", f"run --db-token '{FILTERED}' --x"),
+        ("argv ['app.py', '--password', 'hunter2', '-v']", f"argv ['app.py', '--password', '{FILTERED}', '-v']"),
         ("{'password': 'hunter2', 'amount': 5}", f"{{'password': '{FILTERED}', 'amount': 5}}"),
         ("Config(password=b'hunter2', host='db')", f"Config(password=b'{FILTERED}', host='db')"),
         ("{'token': b'abc', 'api_key': rb\"x y\"}", f"{{'token': b'{FILTERED}', 'api_key': rb\"{FILTERED}\"}}"),
@@ -160,6 +163,8 @@ def test_secrets_inside_strings_are_cut_out(text: str, expected: str) -> None:
         "ssh://git@github.com/org/repo.git and postgres://app@db/app",  # a user name alone, no password
         "Basic idea",
         "redacted fields ('token', 'session', 'cookie')",  # names, not a name and its value
+        "run --password -v --company acme --span 3",  # a flag after a flag is no value
+        "['--password', '--verbose'] a--token x",
         "\u0664\u0661\u0661\u0661" * 4,  # 16 Arabic-Indic digits: no card is written so
     ],
 )
@@ -257,6 +262,20 @@ def test_every_place_of_a_real_event_is_scrubbed(obskit_events: CapturedEvents) 
     assert error["tags"]["component"] == "billing"  # ordinary values survive
     assert log_event["logentry"]["params"] == ["bob", FILTERED]
     assert "bob" in log_event["logentry"]["formatted"]
+
+
+def test_a_secret_given_as_the_argument_after_a_flag_is_scrubbed(
+    obskit_events: CapturedEvents, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The SDK sends the process's argv with every event, and a logged command line with its parameters.
+    monkeypatch.setattr("sys.argv", ["worker.py", "--db-password", "hunter2", "--pwd", "-v", "--queue", "q1"])
+    logging.getLogger("app.scrub").error("mysql --password %s -h %s failed", "s3cret", "db1")
+    (event,) = obskit_events
+    assert event["extra"]["sys.argv"] == ["worker.py", "--db-password", FILTERED, "--pwd", "-v", "--queue", "q1"]
+    assert event["logentry"]["params"] == [FILTERED, "db1"]
+    assert event["logentry"]["formatted"] == f"mysql --password {FILTERED} -h db1 failed"
+    assert "hunter2" not in dumped(event)
+    assert "s3cret" not in dumped(event)
 
 
 def test_bytes_in_a_repr_are_cut_out_of_the_message_and_the_variables(obskit_events: CapturedEvents) -> None:
