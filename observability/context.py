@@ -8,7 +8,6 @@ costs a contextvar set and reset (an outermost ``bind()`` also forks the SDK's i
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import random
 import re
@@ -18,8 +17,7 @@ from contextvars import ContextVar, Token
 from types import TracebackType
 from typing import Any
 
-import sentry_sdk
-
+from observability.scopes import Isolated
 from observability.tags import check_key
 
 __all__ = ["LazyUnit", "Unit", "activate", "bind", "current", "deactivate", "new_span_id", "new_trace_id"]
@@ -287,7 +285,7 @@ class bind:
     32 hex digits starts a new trace, with a warning logged once per process.
     """
 
-    __slots__ = ("_outermost", "_scope", "_token", "_unit")
+    __slots__ = ("_scope", "_token", "_unit")
 
     def __init__(
         self,
@@ -303,12 +301,9 @@ class bind:
             check_key(key)
         if trace_id is not None and not (type(trace_id) is str and _is_trace_id(trace_id)):
             trace_id, parent_span_id, baggage = _checked_trace(trace_id, parent_span_id, baggage)
-        parent = _current.get()
-        # An outermost bind gets an isolation scope of its own at enter; a nested one shares its unit's.
-        self._outermost = parent is None
-        self._scope: contextlib.AbstractContextManager[Any] | None = None
+        self._scope: Isolated | None = None
         self._unit = Unit(
-            parent,
+            _current.get(),
             None if user_id is None else str(user_id),
             trace_id,
             parent_span_id,
@@ -319,8 +314,11 @@ class bind:
         self._token: Token[Unit | None] | None = None
 
     def __enter__(self) -> Unit:
-        if self._outermost:
-            self._scope = sentry_sdk.isolation_scope()
+        if self._token is not None:
+            raise RuntimeError("this bind() is in use already: make another for a block inside it")
+        if _current.get() is None:
+            # Outermost: the SDK's isolation scope of its own (a nested bind shares its unit's).
+            self._scope = Isolated()
             self._scope.__enter__()
         self._token = _current.set(self._unit)
         return self._unit

@@ -125,7 +125,7 @@ def _enricher(settings: Settings) -> EventProcessor:
         if unit is not None:
             _apply_unit(event, tags, trace, unit)
         user = event.get("user")
-        if isinstance(user, dict) and user.get("id") is not None:
+        if isinstance(user, dict) and user.get("id") not in (None, ""):
             # The unit's user, else the scope's (sentry_sdk.set_user; obs.set_user outside a unit): tagged
             # too, so a search by user_id finds it.
             tags["user_id"] = user["id"]
@@ -168,7 +168,9 @@ def _apply_unit(event: Event, tags: dict[str, Any], trace: dict[str, Any], unit:
             tags[key] = value
     if unit.user_id is not None:
         user = event.get("user")
-        if not isinstance(user, dict):
+        if not isinstance(user, dict) or (user.get("id") not in (None, "") and str(user["id"]) != unit.user_id):
+            # Another user set on the scope (sentry_sdk.set_user): the unit's wins whole, so no event
+            # carries one person's id with another's email.
             user = event["user"] = {}
         user["id"] = unit.user_id
         if unit.user_fields:

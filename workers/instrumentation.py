@@ -528,12 +528,12 @@ def _task_postrun(
     except Exception:
         run.kit.internal_error("celery_postrun")
     finally:
+        if run.scope is not None:
+            release(run.scope)
         if run.token is not None:
             deactivate(run.token)
         else:
             run.binder.__exit__(None, None, None)
-        if run.scope is not None:
-            release(run.scope)
 
 
 def _task_failure(

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 import sentry_sdk
+from sentry_sdk.feature_flags import add_feature_flag
 
 import observability as obs
 from observability.scopes import hold, release
@@ -86,8 +87,11 @@ def test_asyncio_tasks_binding_at_once_keep_their_own_scope_users(obskit_events:
     assert users == {"a": ("a", "a"), "b": ("b", "b")}
 
 
-def test_a_held_unit_starts_with_no_user_and_gives_the_scope_back_as_it_was(obskit_events: CapturedEvents) -> None:
-    sentry_sdk.set_user({"id": "process-wide"})
+def test_a_held_unit_sees_what_was_set_before_it_and_gives_the_scope_back_as_it_was(
+    obskit_events: CapturedEvents,
+) -> None:
+    # As in a scope forked per task: e.g. an app's own task_prerun receiver set the user just before.
+    sentry_sdk.set_user({"id": "set-before"})
     sentry_sdk.set_tag("site", "eu")
     held = hold()
     try:
@@ -98,16 +102,23 @@ def test_a_held_unit_starts_with_no_user_and_gives_the_scope_back_as_it_was(obsk
         release(held)
     obs.capture_message("after")
     start, inside, after = obskit_events
-    assert_nothing_left(start)
-    assert start["tags"]["site"] == "eu"
+    assert (start["user"]["id"], start["tags"]["user_id"], start["tags"]["site"]) == ("set-before",) * 2 + ("eu",)
     assert_everything(inside)
-    assert (after["user"]["id"], after["tags"]["site"], after["level"]) == ("process-wide", "eu", "info")
+    assert (after["user"]["id"], after["tags"]["site"], after["level"]) == ("set-before", "eu", "info")
     assert "order_id" not in after["tags"]
     assert "order" not in after["contexts"]
 
 
 def _clear() -> None:
     sentry_sdk.get_isolation_scope().clear()
+
+
+def _fingerprint() -> None:
+    sentry_sdk.get_isolation_scope().fingerprint = ["one-group"]
+
+
+def _attachment() -> None:
+    sentry_sdk.add_attachment(bytes=b'{"card": "4111"}', filename="payload.json")
 
 
 @pytest.mark.parametrize(
@@ -120,9 +131,26 @@ def _clear() -> None:
         lambda: sentry_sdk.set_context("site", {"region": "us"}),
         lambda: sentry_sdk.set_extra("site", "us"),
         lambda: sentry_sdk.set_level("fatal"),
+        _fingerprint,
+        _attachment,
+        lambda: sentry_sdk.set_attribute("site", "us"),
+        lambda: add_feature_flag("new-checkout", True),
         _clear,
     ],
-    ids=["set_user", "set_tag", "set_tags", "remove_tag", "set_context", "set_extra", "set_level", "clear"],
+    ids=[
+        "set_user",
+        "set_tag",
+        "set_tags",
+        "remove_tag",
+        "set_context",
+        "set_extra",
+        "set_level",
+        "fingerprint",
+        "add_attachment",
+        "set_attribute",
+        "add_feature_flag",
+        "clear",
+    ],
 )
 def test_each_of_the_sdks_scope_setters_is_undone_by_release(
     obskit_events: CapturedEvents, change: Callable[[], None]
@@ -132,18 +160,41 @@ def test_each_of_the_sdks_scope_setters_is_undone_by_release(
     sentry_sdk.set_tag("site", "eu")
     sentry_sdk.set_context("site", {"region": "eu"})
     sentry_sdk.set_extra("site", "eu")
+    sentry_sdk.set_attribute("site", "eu")
+    add_feature_flag("old-checkout", True)
     obs.capture_message("before")
+    attributes = dict(sentry_sdk.get_isolation_scope()._attributes)
     outer = hold()
-    inner = hold()  # nested (an eager task inside a task): undone in order
+    inner = hold()  # holds nest (a unit inside another): undone in order
     change()
+    obs.capture_message("during")
     release(inner)
     release(outer)
     obs.capture_message("after")
-    before, after = obskit_events
+    before, during, after = obskit_events
     assert after["user"] == before["user"]
     # (clear() also starts the scope's trace again: not a field the kit keeps.)
     after["tags"].pop("trace_id")
     before["tags"].pop("trace_id")
     assert after["tags"] == before["tags"]
-    assert after["contexts"]["site"] == before["contexts"]["site"]
+    for name in ("site", "flags"):
+        assert after["contexts"][name] == before["contexts"][name]
     assert (after["extra"], after["level"]) == (before["extra"], before["level"])
+    assert after.get("fingerprint") == before.get("fingerprint")
+    assert [item.type for item in obskit_events.envelopes[-1].items] == ["event"]  # no attachment
+    assert sentry_sdk.get_isolation_scope()._attributes == attributes
+
+
+def test_a_bind_keeps_the_last_event_id_for_the_code_around_it(obskit_events: CapturedEvents) -> None:
+    with obs.bind():
+        event_id = obs.capture_message("shown on the error page")
+    assert event_id is not None
+    assert sentry_sdk.last_event_id() == event_id
+
+
+def test_a_bind_entered_again_while_in_use_is_a_clear_error() -> None:
+    block = obs.bind(user_id=1)
+    with block, pytest.raises(RuntimeError, match="in use already"), block:
+        pass
+    with block:  # once left, it may be used again
+        assert obs.current() is not None

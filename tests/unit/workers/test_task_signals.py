@@ -41,7 +41,7 @@ def app() -> Any:
     @app.task(name="unit.sdk_user")
     def sdk_user(user: str) -> None:
         # As tasks written for Sentry's own Celery integration do: its scope is per task.
-        sentry_sdk.set_user({"id": user})
+        sentry_sdk.set_user({"id": user, "email": f"{user}@example.com"})
         sentry_sdk.set_tag("order_id", f"o-{user}")
         raise ValueError("card declined by the gateway")
 
@@ -273,13 +273,13 @@ def test_tasks_one_after_another_share_nothing(app: Any, obskit_events: Captured
         "x",
         headers={"sentry-trace": f"{TRACE}-{PARENT}", "x-user-id": "u-1", "obskit-retries": history},
     )
-    obs.set_user("u-1b")  # outside any task now: the scope's user, not the next task's
+    obs.set_user("u-1b")  # outside any task now: the worker's scope, seen by a task that has no user
     second = run(app, "unit.boom", "y", headers={"x-user-id": "u-2"})
     third = run(app, "unit.boom", "z")
     one, two, three = obskit_events
     assert (one["tags"]["user_id"], one["tags"]["trace_id"], one["tags"]["task_id"]) == ("u-1", TRACE, first.id)
     assert two["tags"]["user_id"] == "u-2"
-    assert "user_id" not in three["tags"]
+    assert three["tags"]["user_id"] == "u-1b"
     assert len({TRACE, two["tags"]["trace_id"], three["tags"]["trace_id"]}) == 3
     assert (two["tags"]["task_id"], three["tags"]["task_id"]) == (second.id, third.id)
     assert "parent_span_id" not in two["contexts"]["trace"]
@@ -289,18 +289,28 @@ def test_tasks_one_after_another_share_nothing(app: Any, obskit_events: Captured
 
 def test_what_a_task_sets_on_the_sdks_scope_is_its_own(app: Any, obskit_events: CapturedEvents) -> None:
     with sentry_sdk.isolation_scope():  # the user set before the tasks stays in this test
+        # Set before the tasks (an app's own task_prerun receiver may run before the kit's): seen by every
+        # task that sets none, as in a scope forked per task.
         sentry_sdk.set_user({"id": "set-before"})
         run(app, "unit.sdk_user", "u-9")
         run(app, "unit.boom", "x")
         obs.capture_message("after the tasks")
     first, second, after = obskit_events
     assert (first["user"]["id"], first["tags"]["user_id"], first["tags"]["order_id"]) == ("u-9", "u-9", "o-u-9")
-    # Neither the first task's user nor the one set before the tasks is the second task's.
-    assert "id" not in second.get("user", {})
-    assert "user_id" not in second["tags"]
+    # The first task's user and tag are not the second task's.
+    assert (second["user"]["id"], second["tags"]["user_id"]) == ("set-before", "set-before")
     assert "order_id" not in second["tags"]
     assert (after["user"]["id"], after["tags"]["user_id"]) == ("set-before", "set-before")
     assert "order_id" not in after["tags"]
+
+
+def test_a_user_the_task_sets_never_mixes_with_the_messages_user(app: Any, obskit_events: CapturedEvents) -> None:
+    # The message carries user 42; the task sets another person on the SDK's scope: the unit's user wins
+    # whole, with no other person's email beside its id.
+    app.tasks["unit.sdk_user"].apply(("u-9",), headers={"x-user-id": "42"}, routing_key=QUEUE)
+    (event,) = obskit_events
+    assert event["user"] == {"id": "42"}
+    assert event["tags"]["user_id"] == "42"
 
 
 def test_an_attempt_nested_under_the_same_task_id_is_finished_on_its_own(
