@@ -70,6 +70,11 @@ slos:
             "defaults: {thresholds: [{name: t, window: 10m, error_ratio: 2}]}",
             "defaults.thresholds[0].error_ratio=2 is invalid",
         ),
+        (
+            "defaults: {thresholds: [{name: t, window: 10m, error_ratio: 0.01},"
+            " {name: t, window: 1h, error_ratio: 0.1}]}",
+            "defaults.thresholds[1].name='t' is invalid: expected a name no other threshold of the list has",
+        ),
         ("- just a list", "(top level)"),
     ],
 )
