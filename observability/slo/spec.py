@@ -157,7 +157,7 @@ class _Reader:
     def thresholds(self, where: str, value: object) -> tuple[Threshold, ...]:
         if not isinstance(value, list):
             self.fail(where, value, "a list of {name, window, error_ratio}")
-        result = []
+        result: list[Threshold] = []
         for n, item in enumerate(value):
             here = f"{where}[{n}]"
             if not isinstance(item, Mapping) or set(item) != {"name", "window", "error_ratio"}:
