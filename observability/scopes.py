@@ -30,7 +30,7 @@ from typing import Any
 import sentry_sdk
 from sentry_sdk.scope import Scope
 
-__all__ = ["Held", "Isolated", "hold", "release"]
+__all__ = ["Held", "Isolated", "hold", "release", "user_and_tags"]
 
 # The isolation scope, then its user, tags, contexts, extras, level, fingerprint, attachments,
 # attributes and feature flags as they were.
@@ -79,6 +79,13 @@ def release(held: Held) -> None:
         scope._attributes,
         scope._flags,
     ) = held
+
+
+def user_and_tags() -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    """The isolation scope's user and tags, for an event the kit builds itself (a unit's transaction),
+    which the SDK's scope never touches."""
+    scope = _isolation_scope()
+    return scope._user, scope._tags
 
 
 class Isolated:

@@ -27,6 +27,7 @@ from observability.config import Settings
 from observability.context import Unit, current
 from observability.metrics import Metrics
 from observability.noise import NoiseFilter, breadcrumb_filter
+from observability.scopes import user_and_tags
 from observability.scrub import Scrubber
 from observability.storm import StormControl
 from observability.tags import MAX_VALUE_LENGTH, tag_value
@@ -570,7 +571,7 @@ def send_transaction(
     if data:
         trace["data"] = data
     settings = rt.settings
-    event: dict[str, Any] | None = {
+    built: dict[str, Any] = {
         "type": "transaction",
         "event_id": new_event_id(),
         "platform": "python",
@@ -584,7 +585,13 @@ def send_transaction(
         "release": settings.release,
         "sdk": {"name": "obskit", "version": _VERSION},
     }
-    event = rt.transaction_pipeline(event, {})  # type: ignore[arg-type]
+    # What the app set on the SDK's scope in this unit, as the SDK would apply it (the unit's own win after).
+    scope_user, scope_tags = user_and_tags()
+    if scope_tags:
+        built["tags"] = dict(scope_tags)
+    if scope_user:
+        built["user"] = dict(scope_user)
+    event = rt.transaction_pipeline(built, {})
     if event is None:
         return False
     from sentry_sdk.envelope import Envelope

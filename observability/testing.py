@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import sentry_sdk
 from prometheus_client import CollectorRegistry
 from sentry_sdk.envelope import Envelope
 from sentry_sdk.transport import Transport
@@ -89,6 +90,8 @@ def obskit_events() -> Iterator[CapturedEvents]:
         registry=sink.registry,
     )
     try:
-        yield sink
+        with sentry_sdk.isolation_scope() as scope:
+            scope.clear()  # nothing an earlier test set on the SDK's scope (a user, tags) is this test's
+            yield sink
     finally:
         observability.shutdown(timeout_s=1.0)

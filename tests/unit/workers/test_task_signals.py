@@ -112,7 +112,9 @@ def traced() -> Iterator[CapturedEvents]:
         traces_sample_rate=1.0,
     )
     try:
-        yield sink
+        with sentry_sdk.isolation_scope() as scope:
+            scope.clear()
+            yield sink
     finally:
         obs.shutdown(timeout_s=1.0)
 
@@ -302,6 +304,18 @@ def test_what_a_task_sets_on_the_sdks_scope_is_its_own(app: Any, obskit_events: 
     assert "order_id" not in second["tags"]
     assert (after["user"]["id"], after["tags"]["user_id"]) == ("set-before", "set-before")
     assert "order_id" not in after["tags"]
+
+
+def test_a_sampled_task_that_sets_a_user_and_tag_on_the_sdks_scope_has_them_on_its_transaction(
+    app: Any, traced: CapturedEvents
+) -> None:
+    run(app, "unit.sdk_user", "u-9")
+    run(app, "unit.ok", 1)
+    (failed, ok) = traced.transactions
+    assert (failed["user"]["id"], failed["tags"]["user_id"], failed["tags"]["order_id"]) == ("u-9", "u-9", "o-u-9")
+    assert failed["tags"]["task"] == "unit.sdk_user"
+    assert "user" not in ok
+    assert "order_id" not in ok["tags"]
 
 
 def test_a_user_the_task_sets_never_mixes_with_the_messages_user(app: Any, obskit_events: CapturedEvents) -> None:
