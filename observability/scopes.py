@@ -39,6 +39,8 @@ Held = tuple[Scope, Any, dict[str, Any], dict[str, Any], dict[str, Any], Any, An
 _isolation_scope = Scope.get_isolation_scope
 
 
+# hold() and release() spell the fields out: a loop over their names (attrgetter, setattr) costs three
+# times as much (1.0-1.3 µs against 0.35-0.4 a unit), paid on every Kafka message.
 def hold() -> Held:
     """Give the current unit copies of the isolation scope's fields; undo with :func:`release`."""
     scope = _isolation_scope()

@@ -522,37 +522,30 @@ class Scrubber:
         sensitive flag. A following flag (``--password -v``) is no value; in source lines only literals."""
         if "--" not in text:
             return text
-        pieces: list[str] = []
-        done = 0
-        for match in self._p.flag_value.finditer(text):
-            if match.start() < done or not self.sensitive_key(match.group("key") or match.group("item")):
-                continue
-            if text.startswith(FILTERED, match.end()):
-                continue
-            value = self._p.value.match(text, match.end())
-            if value is None or (code and value.group("bare") is not None):
-                continue
-            pieces.append(text[done : match.end()])
-            pieces.append(_requote(value.group("value")))
-            done = value.end()
-        if not pieces:
-            return text
-        pieces.append(text[done:])
-        return "".join(pieces)
+        return self._values_after(self._p.flag_value, text, code=code)
 
     def _pairs(self, text: str, *, code: bool) -> str:
         """``[('password', 'x')]``: the value of a two-item pair whose name is sensitive, as in the repr
         of a header list. A longer tuple (``('token', 'session', 'cookie')``) is a list of names."""
+        return self._values_after(self._p.pair, text, code=code, closed_by=self._p.pair_end)
+
+    def _values_after(
+        self, names: re.Pattern[str], text: str, *, code: bool, closed_by: re.Pattern[str] | None = None
+    ) -> str:
+        """The value right after each match of ``names`` whose name (group ``key``, else ``item``) is
+        sensitive, replaced; with ``closed_by``, only a value that pattern matches right after."""
         pieces: list[str] = []
         done = 0
-        for match in self._p.pair.finditer(text):
-            if match.start() < done or not self.sensitive_key(match.group("key")):
+        for match in names.finditer(text):
+            if match.start() < done or not self.sensitive_key(match["key"] or match["item"]):
+                continue
+            if text.startswith(FILTERED, match.end()):
                 continue
             value = self._p.value.match(text, match.end())
             if (
                 value is None
                 or (code and value.group("bare") is not None)
-                or not self._p.pair_end.match(text, value.end())
+                or (closed_by is not None and not closed_by.match(text, value.end()))
             ):
                 continue
             pieces.append(text[done : match.end()])
