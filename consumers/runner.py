@@ -33,7 +33,7 @@ from observability.business import BusinessRuleError
 from observability.business import report as report_business
 from observability.context import LazyUnit, activate, deactivate
 from observability.propagation import SENTRY_TRACE, TRACEPARENT, extract, sampled_flag
-from observability.scopes import hold, release
+from observability.scopes import changed, hold, release
 from observability.sentry import send_transaction, transport_has_room
 from observability.slo import Outcome
 
@@ -264,8 +264,9 @@ class Runner:
         if self._unseen:
             self._note_first(batch)
         # The unit is current while the batch's messages are handled, not in between: what the runner
-        # and librdkafka log about partitions and commits belongs to no message.
-        token = activate(self._unit)
+        # and librdkafka log about partitions and commits belongs to no message. What a handler sets on
+        # the SDK's scope (sentry_sdk.set_user, set_tag) is its message's: the next starts from before.
+        token, held = activate(self._unit), hold()
         try:
             for message in batch:
                 if self._stop_flag:
@@ -282,17 +283,16 @@ class Runner:
                 if retrying and ((single, key) if single else key) in retrying:
                     continue  # fetched before the partition was paused: fetched again after the retry
                 n += 1
-                # What the handler sets on the SDK's scope (sentry_sdk.set_user, set_tag) is this message's.
-                held = hold()
-                try:
-                    outcome = process(message, not n & mask)
-                finally:
+                outcome = process(message, not n & mask)
+                if changed(held):
                     release(held)
+                    held = hold()
                 if outcome != _RETRY:
                     last[key] = message
                     if outcome == _OK:
                         handled[key] = handled.get(key, 0) + 1
         finally:
+            release(held)
             deactivate(token)
         if last:
             self._advance([((single, k) if single else k, m) for k, m in last.items()])

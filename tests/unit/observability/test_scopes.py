@@ -10,7 +10,7 @@ import sentry_sdk
 from sentry_sdk.feature_flags import add_feature_flag
 
 import observability as obs
-from observability.scopes import hold, release
+from observability.scopes import changed, hold, release
 from observability.testing import CapturedEvents
 
 
@@ -166,7 +166,9 @@ def test_each_of_the_sdks_scope_setters_is_undone_by_release(
     attributes = dict(sentry_sdk.get_isolation_scope()._attributes)
     outer = hold()
     inner = hold()  # holds nest (a unit inside another): undone in order
+    assert not changed(inner)
     change()
+    assert changed(inner)  # what the Kafka runner asks after each message of a batch
     release(inner)
     release(outer)
     obs.capture_message("after")
