@@ -128,7 +128,9 @@ class _Patterns:
     value: re.Pattern[str]
     key_tail: re.Pattern[str]
     flag: re.Pattern[str]
+    argument: re.Pattern[str]
     flag_value: re.Pattern[str]
+    flag_argument: re.Pattern[str]
     flag_tail: re.Pattern[str]
     placeholder: re.Pattern[str]
     digit_run: re.Pattern[str]
@@ -197,13 +199,23 @@ def _patterns() -> _Patterns:
         pair_end=re.compile(r"\s*[)\]]"),
         key_tail=re.compile(_KEY + r"\s*[=:]{1,2}\s*(?:\\?[\"'])?$"),
         # A command line's flag and its value as the next argument: "--password x" ("--password=x" is a key),
-        # also in the repr of an argument list: ['--password', 'x'].
-        flag=re.compile(r"-{1,2}(?P<key>[A-Za-z][\w.-]{0,63})"),
+        # also in the repr of an argument list: ['--password', 'x'] and as the SDK's subprocess breadcrumb
+        # writes bytes arguments (b'--token' b'x'). A list item may be a repr itself (the SDK sends a frame's
+        # variables so: "'--password'", "b'x'").
+        flag=re.compile(r"[bBuU]?(?P<quote>[\"']?)-{1,2}(?P<key>[A-Za-z][\w.-]{0,63})(?P=quote)"),
+        argument=re.compile(r"(?:[bBuU]?[\"'])?(?!-)"),
         flag_value=re.compile(
-            r"(?:(?:(?<![\w\\-])|(?<=\\[nrt]))--(?P<key>[A-Za-z][\w.-]{0,63})[ \t]+(?=[^\s-])"
+            r"(?:(?:(?<![\w\\-])|(?<=\\[nrt]))(?:[bB](?P<bq>[\"']))?--(?P<key>[A-Za-z][\w.-]{0,63})(?(bq)(?P=bq))"
+            r"[ \t]+(?=[^\s-])"
             r"|(?P<quote>[\"'])--(?P<item>[A-Za-z][\w.-]{0,63})(?P=quote)\s*,\s*(?=[bBuU]?[\"'](?!-)))"
         ),
-        flag_tail=re.compile(r"(?<![\w-])--(?P<key>[A-Za-z][\w.-]{0,63})[ \t]+$"),
+        # The argument itself: quoted, or anything up to a space or a quote ("p,ss;w&rd" whole), not the
+        # closing brackets that end it ("[--password PASSWORD]").
+        flag_argument=re.compile(
+            r"(?P<value>[bBrRuU]?\"(?:[^\"\\\n]|\\.)*\"|[bBrRuU]?'(?:[^'\\\n]|\\.)*'"
+            r"|(?P<bare>[^\s\"']+?)(?=[)\]}]*(?:[\s\"']|$)))"
+        ),
+        flag_tail=re.compile(r"(?<![\w-])--(?P<key>[A-Za-z][\w.-]{0,63})[ \t]+(?:\\?[\"'])?$"),
         placeholder=re.compile(
             r"%(?:\((?P<name>[^)]*)\))?[#0 +-]*(?P<width>\*|\d+)?(?:\.(?:\*|\d+))?[hlL]?(?P<conv>[diouxXeEfFgGcrsa%])"
         ),
@@ -365,9 +377,10 @@ class Scrubber:
         out: list[Any] = []
         flagged = False
         for item in obj:
-            if flagged and type(item) is str and item[:1] != "-":
-                # The argument after a sensitive flag (sys.argv: "--password", "x").
-                out.append(FILTERED if item else item)
+            argument = item if type(item) is str else item.decode("utf-8", "replace") if type(item) is bytes else None
+            if flagged and argument is not None and self._p.argument.match(argument):
+                # The argument after a sensitive flag (sys.argv: "--password", "x"; a frame's "'x'").
+                out.append(_requote(argument) if argument else argument)
                 flagged = False
                 continue
             # A [name, value] pair (header lists, tag lists): the name decides like a key.
@@ -375,12 +388,16 @@ class Scrubber:
                 out.append([item[0], FILTERED])
             else:
                 out.append(self._value(item, depth))
-            flagged = type(item) is str and item[:1] == "-" and self._flag_name(item)
+            flagged = argument is not None and "-" in argument[:3] and self._flag_name(argument)
         return out
 
     def _flag_name(self, argument: str) -> bool:
         flag = self._p.flag.fullmatch(argument)
-        return flag is not None and self.sensitive_key(flag.group("key"))
+        return flag is not None and self._sensitive_flag(flag.group("key"))
+
+    def _sensitive_flag(self, name: str) -> bool:
+        # --no-password says there is none.
+        return name[:3].lower() not in ("no-", "no_") and self.sensitive_key(name)
 
     def _pair_name(self, name: str) -> bool:
         named = self._p.name.fullmatch(name)
@@ -522,7 +539,7 @@ class Scrubber:
         sensitive flag. A following flag (``--password -v``) is no value; in source lines only literals."""
         if "--" not in text:
             return text
-        return self._values_after(self._p.flag_value, text, code=code)
+        return self._values_after(self._p.flag_value, text, code=code, flags=True)
 
     def _pairs(self, text: str, *, code: bool) -> str:
         """``[('password', 'x')]``: the value of a two-item pair whose name is sensitive, as in the repr
@@ -530,22 +547,34 @@ class Scrubber:
         return self._values_after(self._p.pair, text, code=code, closed_by=self._p.pair_end)
 
     def _values_after(
-        self, names: re.Pattern[str], text: str, *, code: bool, closed_by: re.Pattern[str] | None = None
+        self,
+        names: re.Pattern[str],
+        text: str,
+        *,
+        code: bool,
+        closed_by: re.Pattern[str] | None = None,
+        flags: bool = False,
     ) -> str:
         """The value right after each match of ``names`` whose name (group ``key``, else ``item``) is
-        sensitive, replaced; with ``closed_by``, only a value that pattern matches right after."""
+        sensitive, replaced; with ``closed_by``, only a value that pattern matches right after. After
+        ``flags``, a command line's argument, not when it is the flag's own name in capitals (argparse's
+        usage line: ``--password PASSWORD``)."""
         pieces: list[str] = []
         done = 0
+        sensitive = self._sensitive_flag if flags else self.sensitive_key
+        values = self._p.flag_argument if flags else self._p.value
         for match in names.finditer(text):
-            if match.start() < done or not self.sensitive_key(match["key"] or match["item"]):
+            name = match["key"] or match["item"]
+            if match.start() < done or not sensitive(name):
                 continue
             if text.startswith(FILTERED, match.end()):
                 continue
-            value = self._p.value.match(text, match.end())
+            value = values.match(text, match.end())
             if (
                 value is None
                 or (code and value.group("bare") is not None)
                 or (closed_by is not None and not closed_by.match(text, value.end()))
+                or (flags and value.group("bare") == name.upper().replace("-", "_"))
             ):
                 continue
             pieces.append(text[done : match.end()])

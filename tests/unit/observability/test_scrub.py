@@ -7,6 +7,7 @@ import functools
 import json
 import logging
 import re
+import subprocess
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -127,6 +128,7 @@ def test_name_value_pairs_are_scrubbed_like_keys() -> None:
         ("mysql --password hunter2 -h db", f"mysql --password {FILTERED} -h db"),
         ("run --db-token 'a b c' --x", f"run --db-token '{FILTERED}' --x"),
         ("argv ['app.py', '--password', 'hunter2', '-v']", f"argv ['app.py', '--password', '{FILTERED}', '-v']"),
+        ("true --password p,ss;w&rd now", f"true --password {FILTERED} now"),  # a space ends it, not punctuation
         ("{'password': 'hunter2', 'amount': 5}", f"{{'password': '{FILTERED}', 'amount': 5}}"),
         ("Config(password=b'hunter2', host='db')", f"Config(password=b'{FILTERED}', host='db')"),
         ("{'token': b'abc', 'api_key': rb\"x y\"}", f"{{'token': b'{FILTERED}', 'api_key': rb\"{FILTERED}\"}}"),
@@ -165,6 +167,8 @@ def test_secrets_inside_strings_are_cut_out(text: str, expected: str) -> None:
         "redacted fields ('token', 'session', 'cookie')",  # names, not a name and its value
         "run --password -v --company acme --span 3",  # a flag after a flag is no value
         "['--password', '--verbose'] a--token x",
+        "usage: app [--db-password DB_PASSWORD] [--token TOKEN]",  # argparse's placeholders
+        "app --no-password build",
         "\u0664\u0661\u0661\u0661" * 4,  # 16 Arabic-Indic digits: no card is written so
     ],
 )
@@ -270,12 +274,36 @@ def test_a_secret_given_as_the_argument_after_a_flag_is_scrubbed(
     # The SDK sends the process's argv with every event, and a logged command line with its parameters.
     monkeypatch.setattr("sys.argv", ["worker.py", "--db-password", "hunter2", "--pwd", "-v", "--queue", "q1"])
     logging.getLogger("app.scrub").error("mysql --password %s -h %s failed", "s3cret", "db1")
+    logging.getLogger("app.scrub").error("mysql --password '%s' -h %s failed", "qu0ted", "db1")
+    plain, quoted = obskit_events
+    assert plain["extra"]["sys.argv"] == ["worker.py", "--db-password", FILTERED, "--pwd", "-v", "--queue", "q1"]
+    assert plain["logentry"]["params"] == [FILTERED, "db1"]
+    assert plain["logentry"]["formatted"] == f"mysql --password {FILTERED} -h db1 failed"
+    assert quoted["logentry"]["params"] == [FILTERED, "db1"]
+    for secret_value in ("hunter2", "s3cret", "qu0ted"):
+        assert secret_value not in dumped(list(obskit_events))
+
+
+def test_a_failed_command_leaves_its_password_in_no_frame_variable(obskit_events: CapturedEvents) -> None:
+    # subprocess.run's own frame holds the argument list; the SDK sends each item as its repr ("'x'").
+    password = secret("cli")
+    try:
+        subprocess.run(["false", "--password", password, b"--token", b"tok-bytes"], check=True)
+    except subprocess.CalledProcessError as exc:
+        obs.capture_exception(exc)
     (event,) = obskit_events
-    assert event["extra"]["sys.argv"] == ["worker.py", "--db-password", FILTERED, "--pwd", "-v", "--queue", "q1"]
-    assert event["logentry"]["params"] == [FILTERED, "db1"]
-    assert event["logentry"]["formatted"] == f"mysql --password {FILTERED} -h db1 failed"
-    assert "hunter2" not in dumped(event)
-    assert "s3cret" not in dumped(event)
+    frames = event["exception"]["values"][-1]["stacktrace"]["frames"]
+    assert any("popenargs" in frame.get("vars", {}) for frame in frames)  # the list is there, scrubbed
+    assert password not in dumped(event)
+    assert "tok-bytes" not in dumped(event)
+    assert SCRUBBER.scrub_value(["'false'", "'--password'", "'x y'", "b'--token'", "b'z'", "'-v'"]) == [
+        "'false'",
+        "'--password'",
+        f"'{FILTERED}'",
+        "b'--token'",
+        f"b'{FILTERED}'",
+        "'-v'",
+    ]
 
 
 def test_bytes_in_a_repr_are_cut_out_of_the_message_and_the_variables(obskit_events: CapturedEvents) -> None:
