@@ -169,9 +169,9 @@ def _apply_unit(event: Event, tags: dict[str, Any], trace: dict[str, Any], unit:
             tags[key] = value
     if unit.user_id is not None:
         user = event.get("user")
-        if not isinstance(user, dict) or (user.get("id") not in (None, "") and str(user["id"]) != unit.user_id):
-            # Another user set on the scope (sentry_sdk.set_user): the unit's wins whole, so no event
-            # carries one person's id with another's email.
+        if not isinstance(user, dict) or str(user.get("id")) != unit.user_id:
+            # Another user set on the scope (sentry_sdk.set_user, with another id or none): the unit's wins
+            # whole, so no event carries one person's id with another's email.
             user = event["user"] = {}
         user["id"] = unit.user_id
         if unit.user_fields:

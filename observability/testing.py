@@ -90,8 +90,8 @@ def obskit_events() -> Iterator[CapturedEvents]:
         registry=sink.registry,
     )
     try:
-        with sentry_sdk.isolation_scope() as scope:
-            scope.clear()  # nothing an earlier test set on the SDK's scope (a user, tags) is this test's
+        # What the test sets on the SDK's scope (a user, tags) ends with it, not on later tests' events.
+        with sentry_sdk.isolation_scope():
             yield sink
     finally:
         observability.shutdown(timeout_s=1.0)

@@ -167,10 +167,10 @@ class _Reader:
                 self.fail(f"{here}.error_ratio", ratio, "a ratio between 0 and 1, e.g. 0.001 for 0.1%")
             if not isinstance(item["name"], str) or not item["name"]:
                 self.fail(f"{here}.name", item["name"], "a non-empty string")
-            if any(t.name == item["name"] for t in result):
-                # Two of one name (and window) would be two equal series: Prometheus refuses the whole scrape.
-                self.fail(f"{here}.name", item["name"], "a name no other threshold of the list has")
             window = self.duration(f"{here}.window", item["window"], longest=True)
+            if any((t.name, t.window_s) == (item["name"], window) for t in result):
+                # Two of one name and window would be two equal series: Prometheus refuses the whole scrape.
+                self.fail(f"{here}.name", item["name"], "a name no other threshold of the list has with this window")
             result.append(Threshold(item["name"], window, float(ratio)))
         return tuple(result)
 

@@ -186,6 +186,50 @@ def test_each_of_the_sdks_scope_setters_is_undone_by_release(
     assert sentry_sdk.get_isolation_scope()._attributes == attributes
 
 
+def test_the_units_user_replaces_a_scope_user_of_another_or_no_id_whole(obskit_events: CapturedEvents) -> None:
+    sentry_sdk.set_user({"email": "bob@example.com", "username": "bob"})
+    with obs.bind(user_id=42):
+        obs.capture_message("no id on the scope")
+        sentry_sdk.set_user({"id": "42", "email": "carol@example.com"})
+        obs.capture_message("the same id")
+    other, same = obskit_events
+    assert other["user"] == {"id": "42"}
+    assert same["user"] == {"id": "42", "email": "carol@example.com"}  # the same person: kept
+
+
+class Unequal:
+    """A value whose == raises, as a numpy array's does."""
+
+    def __eq__(self, other: object) -> bool:
+        raise ValueError("the truth value of an array is ambiguous")
+
+    __hash__ = object.__hash__
+
+
+def test_a_value_that_cannot_be_compared_counts_as_a_change() -> None:
+    sentry_sdk.set_context("model", {"weights": Unequal()})
+    held = hold()
+    try:
+        sentry_sdk.set_context("model", {"weights": Unequal()})
+        assert changed(held)  # not an exception out of the Kafka runner's loop
+    finally:
+        release(held)
+
+
+@pytest.fixture
+def tenant() -> Iterator[None]:
+    sentry_sdk.set_tag("tenant", "t-1")
+    yield
+    sentry_sdk.get_isolation_scope().remove_tag("tenant")
+
+
+def test_what_a_fixture_set_before_obskit_events_is_on_the_tests_events(
+    tenant: None, obskit_events: CapturedEvents
+) -> None:
+    obs.capture_message("m")
+    assert obskit_events[0]["tags"]["tenant"] == "t-1"
+
+
 def test_a_bind_keeps_the_last_event_id_for_the_code_around_it(obskit_events: CapturedEvents) -> None:
     with obs.bind():
         event_id = obs.capture_message("shown on the error page")

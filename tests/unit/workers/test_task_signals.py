@@ -112,8 +112,7 @@ def traced() -> Iterator[CapturedEvents]:
         traces_sample_rate=1.0,
     )
     try:
-        with sentry_sdk.isolation_scope() as scope:
-            scope.clear()
+        with sentry_sdk.isolation_scope():
             yield sink
     finally:
         obs.shutdown(timeout_s=1.0)

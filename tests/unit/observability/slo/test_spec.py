@@ -16,6 +16,13 @@ def test_defaults_without_a_file() -> None:
     assert slo.budget == pytest.approx(0.001)
 
 
+def test_one_threshold_name_may_have_several_windows() -> None:
+    spec = parse_spec(
+        {"defaults": {"thresholds": [{"name": "errors", "window": w, "error_ratio": 0.01} for w in ("10m", "1h")]}}
+    )
+    assert [(t.name, t.window_s) for t in spec.defaults.thresholds] == [("errors", 600), ("errors", 3600)]
+
+
 def test_the_pipelines_production_env_pages_by_default() -> None:
     # .gitlab-ci.yml deploys tags with SENTRY_ENVIRONMENT=production: that env must page without a spec.
     slo = load_spec(None).for_service("payments", "production")
@@ -72,8 +79,8 @@ slos:
         ),
         (
             "defaults: {thresholds: [{name: t, window: 10m, error_ratio: 0.01},"
-            " {name: t, window: 1h, error_ratio: 0.1}]}",
-            "defaults.thresholds[1].name='t' is invalid: expected a name no other threshold of the list has",
+            " {name: t, window: 600s, error_ratio: 0.1}]}",
+            "defaults.thresholds[1].name='t' is invalid: expected a name no other threshold of the list has with",
         ),
         ("- just a list", "(top level)"),
     ],
