@@ -28,6 +28,8 @@ def config_for(ctx: ServiceContext, *, alertmanager: str | None, interval_s: flo
             {
                 "job_name": "obskit",
                 "file_sd_configs": [{"files": [str(ctx.dir / "targets" / "*.json")], "refresh_interval": "1s"}],
+                # A target's `env` label (Kafka and Celery metrics have none) never shadows a scraped one.
+                "honor_labels": True,
             },
         ],
     }

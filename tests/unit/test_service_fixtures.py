@@ -309,3 +309,14 @@ def test_containers_with_files_see_their_directory_at_the_same_path_as_the_tests
     prometheus = yaml.safe_load((tmp_path / "prometheus" / "prometheus.yml").read_text())
     assert prometheus["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == ["127.0.0.1:19301"]
     assert prometheus["rule_files"] == [str(tmp_path / "prometheus" / "rules" / "*.yml")]
+    # A target's env label (Kafka and Celery metrics have none) must not rename a scraped env.
+    assert [job.get("honor_labels") for job in prometheus["scrape_configs"]] == [None, True]
+
+
+def test_the_demo_gives_its_consumer_and_worker_targets_the_env() -> None:
+    from observability._demo import ENVIRONMENT, scrape_targets
+
+    targets = {t["labels"]["job"]: t for t in scrape_targets(1, 2, 3)}
+    assert targets["obskit-slo"]["labels"] == {"job": "obskit-slo"}  # its series carry their own env
+    assert targets["demo-consumer"]["labels"]["env"] == targets["demo-worker"]["labels"]["env"] == ENVIRONMENT
+    assert targets["demo-worker"]["targets"] == ["127.0.0.1:3"]

@@ -180,3 +180,13 @@ def test_prometheus_scrapes_every_service_that_serves_metrics(compose: dict) -> 
     scraped = {target for job in config["scrape_configs"] for c in job["static_configs"] for target in c["targets"]}
     assert serving == {"consumer:8001", "worker:8002"}
     assert serving <= scraped
+
+
+def test_the_consumer_and_worker_targets_give_their_metrics_the_compose_env(compose: dict) -> None:
+    # Kafka and Celery metrics have no env label: without the target's, their alerts say env=-.
+    default_env = compose["services"]["consumer"]["environment"]["SENTRY_ENVIRONMENT"].split(":-")[1].rstrip("}")
+    config = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    for name in ("obskit-consumer", "obskit-worker"):
+        assert jobs[name]["honor_labels"] is True, name
+        assert [c["labels"]["env"] for c in jobs[name]["static_configs"]] == [default_env], name
