@@ -77,7 +77,8 @@ def envelope_recorder() -> Iterator[EnvelopeRecorder]:
 
 @pytest.fixture
 def obskit_events() -> Iterator[CapturedEvents]:
-    """Initialise the kit for one test with an in-memory transport and a fresh metrics registry."""
+    """Initialise the kit for one test with an in-memory transport, a fresh metrics registry and an SDK
+    isolation scope of its own."""
     import observability
 
     sink = CapturedEvents()
