@@ -18,7 +18,7 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -132,6 +132,9 @@ class Runner:
         self._last_seen: dict[tuple[str, int], tuple[int, float]] = {}
         # Assigned partitions nothing was fetched from yet: the first message of each sets its lag's start.
         self._unseen: set[tuple[str, int]] = set()
+        # Partitions assigned, per subscribed topic: 0 from the start, so a missing topic shows as one.
+        self._assigned: dict[str, set[int]] = {topic: set() for topic in settings.topics}
+        self._count_assigned(settings.topics)
         self._stored_since_commit = False
         self.last_poll = time.monotonic()
         self.consumer: Any = None
@@ -538,9 +541,11 @@ class Runner:
                 state.pop(tp, None)  # type: ignore[attr-defined]
             self._released.discard(tp)
             self._unseen.discard(tp)
+            self._assigned.setdefault(tp[0], set()).discard(tp[1])
             for gauge in (self._metrics.kafka_consumer_lag_messages, self._metrics.kafka_consumer_lag_seconds):
                 with contextlib.suppress(KeyError):  # no lag measured for it yet
                     gauge.remove(self._service, tp[0], str(tp[1]))
+        self._count_assigned({p.topic for p in partitions})
         if paused:
             # librdkafka keeps an application's pause across a rebalance: were the partition handed
             # back to this consumer, nothing would resume it.
@@ -551,6 +556,9 @@ class Runner:
 
     def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         self._unseen.update((p.topic, p.partition) for p in partitions if (p.topic, p.partition) not in self._last_seen)
+        for p in partitions:
+            self._assigned.setdefault(p.topic, set()).add(p.partition)
+        self._count_assigned({p.topic for p in partitions})
         logger.info("assigned %s", ", ".join(f"{p.topic}[{p.partition}]" for p in partitions))
 
     def _on_revoke(self, consumer: Any, partitions: list[TopicPartition]) -> None:
@@ -563,6 +571,11 @@ class Runner:
         self._drop_pending(partitions)
         self._commit(asynchronous=False)
         logger.info("revoked %s", ", ".join(f"{p.topic}[{p.partition}]" for p in partitions))
+
+    def _count_assigned(self, topics: Iterable[str]) -> None:
+        gauge = self._metrics.kafka_consumer_assigned_partitions
+        for topic in topics:
+            gauge.labels(self._service, topic).set(len(self._assigned.get(topic, ())))
 
     def _on_lost(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         # Lost partitions already belong to someone else: committing for them could overwrite theirs.

@@ -590,7 +590,8 @@ def alerts_rules(
     **options: Any,
 ) -> None:
     """Prometheus recording and alerting rules: SLO burn rates (page / ticket), the spec's thresholds, error
-    spikes, Kafka lag and dead letters, Celery backlog, targets down or absent, stale SLO data, Sentry drops.
+    spikes, Kafka lag, dead letters and unassigned topics, Celery backlog, targets down or absent, stale SLO
+    data, Sentry drops.
 
     The spec's objective, period, thresholds, min_events and paging envs reach the rules through the exporter's
     gauges, so a spec change needs no new rules, except that --slo-file adds a "no SLO data" alert for each

@@ -121,6 +121,13 @@ CATALOGUE: tuple[MetricSpec, ...] = (
         "Age of the first unconsumed message (now minus its timestamp); 0 when caught up.",
     ),
     MetricSpec(
+        "obskit_kafka_consumer_assigned_partitions",
+        "gauge",
+        ("service", "topic"),
+        "Partitions of the topic assigned to this consumer; 0 while it has none (summed over the group, 0 means"
+        " nobody consumes the topic: it does not exist, or the group cannot settle).",
+    ),
+    MetricSpec(
         "obskit_kafka_broker_errors_total",
         "counter",
         ("service", "code"),
@@ -254,6 +261,7 @@ class Metrics:
     kafka_dlq_messages: Counter
     kafka_consumer_lag_messages: Gauge
     kafka_consumer_lag_seconds: Gauge
+    kafka_consumer_assigned_partitions: Gauge
     kafka_broker_errors: Counter
     kafka_produce_errors: Counter
     kafka_commits: Counter

@@ -8,8 +8,8 @@ Three groups, each with its recording rules first so its alerts read values of t
   gauges, so one rules file serves any spec and a spec change needs no new rules; the spec's own
   entries add one "no SLO data" alert each.
 - ``obskit-errors``: more than N errors of one type in a minute / an hour.
-- ``obskit-operations``: Kafka consumer lag and dead letters, Celery backlog, targets down or absent,
-  Sentry events dropped.
+- ``obskit-operations``: Kafka consumer lag, dead letters and unassigned topics, Celery backlog, targets down
+  or absent, Sentry events dropped.
 
 Every alert has the labels ``severity`` (page / ticket / info), ``service`` and ``env``, and the
 annotations ``summary``, ``description``, ``runbook_url`` and, when a Sentry server is configured,
@@ -412,6 +412,17 @@ def _operations_group(b: _Builder) -> dict[str, Any]:
             description=(
                 "Messages were parked in the dead-letter topic (the reason is in their headers); nothing is lost,"
                 " but they wait for a fix and a replay."
+            ),
+        ),
+        b.alert(
+            "ObskitKafkaTopicUnassigned",
+            "sum by (service, env, topic) (obskit_kafka_consumer_assigned_partitions) == 0",
+            severity="ticket",
+            for_s=900,
+            summary=f"No consumer of {_SVC} has a partition of {{{{ $labels.topic }}}}",
+            description=(
+                "For 15 minutes no running consumer of the service was assigned a partition of the topic it"
+                " subscribes to: the topic does not exist (a typo, not created yet) or the group cannot settle."
             ),
         ),
         b.alert(

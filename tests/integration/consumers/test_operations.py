@@ -5,6 +5,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from typing import Any
 
 import httpx
@@ -39,8 +40,21 @@ def test_metrics_health_and_lag(start_consumer, kafka_bootstrap: str, topic: str
     labels = {"service": "itest-consumer", "topic": topic, "partition": "0"}
     wait_until(lambda: sample(registry, "obskit_kafka_consumer_lag_messages", **labels) == 0)
     assert sample(registry, "obskit_kafka_consumer_lag_seconds", **labels) == 0
+    assert sample(registry, "obskit_kafka_consumer_assigned_partitions", service="itest-consumer", topic=topic) == 1
     line = f'obskit_kafka_messages_total{{outcome="ok",service="itest-consumer",topic="{topic}"}} 50.0'
     wait_until(lambda: line in httpx.get(f"{base}/metrics", timeout=5).text)  # counts flush once a second
+    running.stop()
+
+
+def test_a_missing_topic_shows_as_no_partition_assigned(start_consumer, kafka_bootstrap: str) -> None:
+    # A typo in the topic: librdkafka says so once (UNKNOWN_TOPIC_OR_PART) and the consumer waits, healthy.
+    missing = f"missing-{uuid.uuid4().hex[:10]}"
+    running = start_consumer(lambda payload: None, missing, stall_after_s=5.0)
+    registry = start_consumer.registry
+    unknown = {"service": "itest-consumer", "code": "UNKNOWN_TOPIC_OR_PART"}
+    wait_until(lambda: sample(registry, "obskit_kafka_broker_errors_total", **unknown))
+    assert sample(registry, "obskit_kafka_consumer_assigned_partitions", service="itest-consumer", topic=missing) == 0
+    assert running.runner.healthy()  # what ObskitKafkaTopicUnassigned is for: nothing else looks wrong
     running.stop()
 
 

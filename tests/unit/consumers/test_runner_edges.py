@@ -247,3 +247,18 @@ def test_what_a_handler_sets_on_the_sdks_scope_belongs_to_its_message(obskit_eve
         assert "id" not in events[name].get("user", {}), name
         assert "user_id" not in events[name]["tags"], name
         assert "order_id" not in events[name]["tags"], name
+
+
+def test_assigned_partitions_are_counted_per_topic_from_zero(obskit_events: CapturedEvents) -> None:
+    def assigned(topic: str) -> float | None:
+        labels = {"service": "test", "topic": topic}
+        return obskit_events.registry.get_sample_value("obskit_kafka_consumer_assigned_partitions", labels)
+
+    r, consumer, _ = runner(lambda payload: None)
+    assert assigned("t") == 0  # before any assignment: a missing topic reads 0, not nothing
+    r._on_assign(consumer, [TopicPartition("t", 0), TopicPartition("t", 1)])
+    assert assigned("t") == 2
+    r._on_revoke(consumer, [TopicPartition("t", 1)])  # cooperative: one partition moves away
+    assert assigned("t") == 1
+    r._on_lost(consumer, [TopicPartition("t", 0)])
+    assert assigned("t") == 0
