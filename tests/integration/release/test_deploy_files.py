@@ -10,9 +10,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 from sentry_recorder import ROOT
+
+from tests.helpers import wait_for
 
 CHECK_JSONSCHEMA = str(Path(sys.executable).parent / "check-jsonschema")
 APP_SERVICES = ("worker", "beat", "consumer", "exporter")
@@ -182,11 +185,78 @@ def test_prometheus_scrapes_every_service_that_serves_metrics(compose: dict) -> 
     assert serving <= scraped
 
 
-def test_the_consumer_and_worker_targets_give_their_metrics_the_compose_env(compose: dict) -> None:
-    # Kafka and Celery metrics have no env label: without the target's, their alerts say env=-.
-    default_env = compose["services"]["consumer"]["environment"]["SENTRY_ENVIRONMENT"].split(":-")[1].rstrip("}")
+def test_prometheus_gives_its_alerts_the_env_the_apps_run_in(compose: dict) -> None:
+    # Kafka and Celery metrics have no env label; one compose stack runs one env (the pipeline deploys it
+    # as staging or production), which Prometheus adds to every alert it sends.
+    prometheus = compose["services"]["prometheus"]
+    assert "--enable-feature=expand-external-labels" in prometheus["command"]
+    assert (
+        prometheus["environment"]["SENTRY_ENVIRONMENT"]
+        == compose["services"]["consumer"]["environment"]["SENTRY_ENVIRONMENT"]
+    )
     config = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
-    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
-    for name in ("obskit-consumer", "obskit-worker"):
-        assert jobs[name]["honor_labels"] is True, name
-        assert [c["labels"]["env"] for c in jobs[name]["static_configs"]] == [default_env], name
+    assert config["global"]["external_labels"] == {"env": "${SENTRY_ENVIRONMENT}"}
+
+
+def test_an_alert_without_an_env_reaches_alertmanager_with_the_stacks(
+    compose: dict, alertmanager_url: str, tmp_path: Path
+) -> None:
+    """The deploy's global section and the compose's flags, on the real Prometheus and Alertmanager."""
+    from observability.devstack._base import free_port
+
+    binary = _binary("prometheus", "prometheus")
+    name = f"ObskitDeployEnv{os.getpid()}"
+    rules = tmp_path / "rules.yml"
+    rules.write_text(
+        yaml.safe_dump(
+            {
+                "groups": [
+                    {
+                        "name": "deploy-env",
+                        "rules": [
+                            {"alert": name, "expr": "vector(1)", "labels": {"service": "lag"}},
+                            {"alert": name, "expr": "vector(1)", "labels": {"service": "slo", "env": "own"}},
+                        ],
+                    }
+                ]
+            }
+        )
+    )
+    deployed = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())["global"]
+    config = tmp_path / "prometheus.yml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "global": {**deployed, "scrape_interval": "1s", "evaluation_interval": "1s"},
+                "rule_files": [str(rules)],
+                "alerting": {"alertmanagers": [{"static_configs": [{"targets": [alertmanager_url.split("//")[1]]}]}]},
+            }
+        )
+    )
+    flags = [f for f in compose["services"]["prometheus"]["command"] if f.startswith("--enable-feature")]
+    port = free_port()
+    argv = [
+        binary,
+        f"--config.file={config}",
+        f"--storage.tsdb.path={tmp_path / 'data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        # The first send can go before Alertmanager is discovered (dropped): the next one in a second, not 1m.
+        "--rules.alert.resend-delay=1s",
+        *flags,
+    ]
+    with (tmp_path / "prometheus.log").open("w") as log:
+        server = subprocess.Popen(
+            argv, env={**os.environ, "SENTRY_ENVIRONMENT": "production"}, stdout=subprocess.DEVNULL, stderr=log
+        )
+    try:
+
+        def sent() -> dict[str, str] | None:
+            alerts = httpx.get(f"{alertmanager_url}/api/v2/alerts", timeout=5).json()
+            found = {a["labels"]["service"]: a["labels"].get("env") for a in alerts if a["labels"]["alertname"] == name}
+            return found if len(found) == 2 else None
+
+        envs = wait_for(sent, timeout_s=60, what="the two alerts at Alertmanager")
+        assert envs == {"lag": "production", "slo": "own"}
+    finally:
+        server.terminate()
+        server.wait(10)
