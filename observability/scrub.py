@@ -377,14 +377,22 @@ class Scrubber:
         out: list[Any] = []
         flagged = False
         for item in obj:
-            argument = item if type(item) is str else item.decode("utf-8", "replace") if type(item) is bytes else None
+            kind = type(item)
+            # Bytes are decoded here only when they may be a flag or its argument (_value decodes the rest).
+            argument = (
+                item
+                if kind is str
+                else item.decode("utf-8", "replace")
+                if kind is bytes and (flagged or b"-" in item[:3])
+                else None
+            )
             if flagged and argument is not None and self._p.argument.match(argument):
                 # The argument after a sensitive flag (sys.argv: "--password", "x"; a frame's "'x'").
                 out.append(_requote(argument) if argument else argument)
                 flagged = False
                 continue
             # A [name, value] pair (header lists, tag lists): the name decides like a key.
-            if type(item) in (list, tuple) and len(item) == 2 and type(item[0]) is str and self._pair_name(item[0]):
+            if kind in (list, tuple) and len(item) == 2 and type(item[0]) is str and self._pair_name(item[0]):
                 out.append([item[0], FILTERED])
             else:
                 out.append(self._value(item, depth))
