@@ -186,7 +186,8 @@ class LazyUnit(Unit):
     baggage = _lazy_slot("baggage")
     tags = _lazy_slot("tags")
 
-    def __init__(self, resolve: Callable[[LazyUnit, Any, Any], None]) -> None:
+    def __init__(self, resolve: Callable[[LazyUnit, Any, Any], None], source: Any = None, extra: Any = None) -> None:
+        """A unit resolved by ``resolve``; given a ``source``, pointed at it as :meth:`rebind` would."""
         # Unit's fields, as Unit(None, None, ...) sets them; the lazy ones straight into their slots, not
         # through the properties (one is made per Celery task).
         _USER_ID.__set__(self, None)
@@ -200,9 +201,9 @@ class LazyUnit(Unit):
         self.sampled = None
         self.breadcrumbs = None
         self._resolver = resolve
-        self._source: Any = None
-        self._extra: Any = None
-        self._pending = False
+        self._source: Any = source
+        self._extra: Any = extra
+        self._pending = source is not None
         self._dirty = False
 
     def rebind(self, source: Any, extra: Any = None, *, keep_breadcrumbs: bool = False) -> None:
@@ -270,9 +271,11 @@ _KNOWN_KEYS = frozenset(
 )
 
 
-def current() -> Unit | None:
-    """The unit of work the caller runs in, or None outside any."""
-    return _current.get()
+# current(), activate() and deactivate() are the context variable's own methods, C calls without a
+# Python frame: they run several times for every task and message.
+
+#: The unit of work the caller runs in, or None outside any.
+current: Callable[[], Unit | None] = _current.get
 
 
 class bind:
@@ -334,11 +337,7 @@ class bind:
                 scope.__exit__(exc_type, exc, tb)
 
 
-def activate(unit: Unit) -> Token[Unit | None]:
-    """Make ``unit`` current until ``deactivate``: for a runner that reuses one :class:`LazyUnit` for a
-    whole batch instead of a ``with bind(...)`` per message."""
-    return _current.set(unit)
-
-
-def deactivate(token: Token[Unit | None]) -> None:
-    _current.reset(token)
+#: Make a unit current until ``deactivate(token)``: for a runner that reuses one :class:`LazyUnit` for a
+#: whole batch instead of a ``with bind(...)`` per message. Returns the token.
+activate: Callable[[Unit], Token[Unit | None]] = _current.set
+deactivate: Callable[[Token[Unit | None]], None] = _current.reset
