@@ -137,12 +137,11 @@ class _Run:
         "wait_s",
     )
 
-    def __init__(
+    def __init__(  # noqa: PLR0917  (built once a task, positionally)
         self,
         kit: _Kit,
         stats: _TaskStats,
         unit: Unit,
-        *,
         task_id: str,
         queue: str,
         token: Any = None,
@@ -183,6 +182,46 @@ class _Skipped:
 # eager retry runs under the same id) nests, and postrun pops the innermost. Every prerun that found
 # the kit pushes one record, so a postrun never pops the attempt it runs inside.
 _attempt: contextvars.ContextVar[_Run | _Skipped | None] = contextvars.ContextVar("obskit_celery_attempt", default=None)
+
+
+def _stack_top(stack: Any) -> Any:
+    """The top of Celery's default request stack (``celery.utils.threads._LocalStack``), read from its
+    storage: ``task.request`` reaches it through a Python-level ``__getattr__`` and three frames, about
+    5k CPU instructions a task. The same object: the stack's storage, keyed by the stack's own ident
+    function (the thread, or the greenlet under gevent and eventlet). ``LookupError`` when the stack of
+    this thread is empty."""
+    local = stack._local
+    return local.__storage__[local.__ident_func__()]["stack"][-1]
+
+
+def _probe_stack_type() -> type | None:
+    """Celery's default request stack type when :func:`_stack_top` reads it as Celery does, else None (a
+    Celery whose stack is built otherwise: every request is then read through ``task.request``)."""
+    try:
+        from celery.utils.threads import _LocalStack
+
+        stack, item = _LocalStack(), object()
+        stack.push(item)
+        try:
+            return _LocalStack if _stack_top(stack) is item and stack.top is item else None
+        finally:
+            stack.pop()
+    except Exception:
+        return None
+
+
+_FAST_STACK = _probe_stack_type()
+
+
+def _request_of(task: Any) -> Any:
+    """``task.request``: the attempt's request, or Celery's default one outside any."""
+    stack = task.request_stack
+    if type(stack) is _FAST_STACK:
+        try:
+            return _stack_top(stack)
+        except LookupError:
+            pass
+    return task.request
 
 
 def _running(task_id: object) -> bool:
@@ -249,7 +288,7 @@ class _Kit:
     # -- a task attempt ------------------------------------------------------------------------
 
     def start(self, task: Any, task_id: str) -> None:
-        request = task.request
+        request = _request_of(task)
         # The message's own headers (Celery's are attributes of the request; the rest are here).
         get = (request.headers or _EMPTY).get
         name = task.name
@@ -257,14 +296,14 @@ class _Kit:
         queue = (request.delivery_info or _EMPTY).get("routing_key") or "unknown"
         # The core's decision (rates, an unsampled parent honoured), then this process's budget: a task
         # over budget is not traced, and neither is what it sends on (the trace is cut at its head).
-        sampled = self.decide(stats.rate_name, _parent_sampled(get)) and self.budget.take()
+        # (The incoming decision is read as ``extract`` reads it; the rest of the trace is read lazily.)
+        sampled = self.decide(stats.rate_name, sampled_flag(get(SENTRY_TRACE), get(TRACEPARENT))) and self.budget.take()
         if current() is None:
             # The usual case: the unit's user, trace and tags are read from the request only when
             # something asks (an event, a log record, a message sent on, a transaction).
-            unit = LazyUnit(_resolve_request)
-            unit.rebind(request, (name, task_id, queue))
+            unit = LazyUnit(_resolve_request, request, (name, task_id, queue))
             unit.sampled = sampled
-            run = _Run(self, stats, unit, task_id=task_id, queue=queue, token=activate(unit), scope=hold())
+            run = _Run(self, stats, unit, task_id, queue, activate(unit), hold())
         else:
             # A task run inside another unit (eagerly, ``apply()``): it refines that unit, as a bind does.
             binder = bind_incoming(
@@ -275,7 +314,7 @@ class _Kit:
                 queue=queue,
                 retries=request.retries,
             )
-            run = _Run(self, stats, binder.__enter__(), task_id=task_id, queue=queue, binder=binder)
+            run = _Run(self, stats, binder.__enter__(), task_id, queue, binder=binder)
         run.attempt = _attempt.set(run)
         try:
             history = get(RETRY_HISTORY_HEADER)
@@ -375,9 +414,8 @@ def configure(*, traces_max_per_s: float = DEFAULT_TRACES_MAX_PER_S) -> None:
 def _active() -> _Kit | None:
     """The handlers' view of the kit, rebuilt when init() ran again; None before init()."""
     global _kit  # noqa: PLW0603
-    try:
-        rt = observability.runtime()
-    except RuntimeError:
+    rt = observability.sentry._runtime  # observability.runtime() without raising: on every task
+    if rt is None:
         return None
     kit = _kit
     if kit is None or kit.rt is not rt:
@@ -590,11 +628,6 @@ def _original(exception: BaseException) -> BaseException:
 def _trace_carrier(get: Callable[[str], Any]) -> dict[str, Any]:
     """The trace and user headers among a message's headers (``get`` is the headers' ``get``)."""
     return {key: value for key in _TRACE_HEADERS if (value := get(key)) is not None}
-
-
-def _parent_sampled(get: Callable[[str], Any]) -> bool | None:
-    """The incoming trace's sampling decision, read as ``extract`` reads it (the rest is read lazily)."""
-    return sampled_flag(get(SENTRY_TRACE), get(TRACEPARENT))
 
 
 def _resolve_request(unit: LazyUnit, request: Any, extra: tuple[str, str, str]) -> None:

@@ -552,3 +552,68 @@ def test_a_name_only_counted_gets_no_runtime_histogram(obskit_events: CapturedEv
     assert tasks_total(obskit_events, "invalid", "rejected") == 1
     runtimes = {s.labels["task"] for m in obskit_events.registry.collect() for s in m.samples if "runtime" in s.name}
     assert not runtimes & {"unregistered", "invalid"}
+
+
+def test_the_request_is_read_off_celerys_stack_as_task_request_reads_it(app: Any) -> None:
+    import threading
+
+    from workers import instrumentation
+
+    assert instrumentation._FAST_STACK is not None  # the fast read is in use with this Celery
+    task = app.tasks["unit.ok"]
+    assert instrumentation._request_of(task) is task.request  # outside any attempt: Celery's default
+    task.push_request(id="outer")
+    try:
+        task.push_request(id="inner")
+        assert instrumentation._request_of(task) is task.request
+        assert instrumentation._request_of(task).id == "inner"
+        task.pop_request()
+        assert instrumentation._request_of(task).id == "outer"
+
+        seen: list[Any] = []
+
+        def other_thread() -> None:  # a thread sees its own stack (the threads pool): here, none
+            seen.append(instrumentation._request_of(task) is task.request and task.request.id != "outer")
+            task.push_request(id="threaded")
+            seen.append(instrumentation._request_of(task).id)
+            task.pop_request()
+
+        thread = threading.Thread(target=other_thread)
+        thread.start()
+        thread.join()
+        assert seen == [True, "threaded"]
+        assert instrumentation._request_of(task).id == "outer"
+    finally:
+        task.pop_request()
+    assert instrumentation._request_of(task) is task.request
+
+
+def test_a_celery_whose_request_stack_is_built_otherwise_is_read_through_task_request(
+    app: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from celery.utils import threads
+
+    from workers import instrumentation
+
+    class Stack(threads._LocalStack):  # type: ignore[misc,name-defined]
+        def __init__(self) -> None:  # keeps its items elsewhere: the storage read would miss them
+            super().__init__()
+            self._local = None
+            self.items: list[Any] = []
+
+        def push(self, obj: Any) -> None:
+            self.items.append(obj)
+
+        @property
+        def top(self) -> Any:
+            return self.items[-1] if self.items else None
+
+    monkeypatch.setattr(threads, "_LocalStack", Stack)
+    assert instrumentation._probe_stack_type() is None
+    monkeypatch.setattr(instrumentation, "_FAST_STACK", None)
+    task = app.tasks["unit.ok"]
+    task.push_request(id="t-1")
+    try:
+        assert instrumentation._request_of(task).id == "t-1"
+    finally:
+        task.pop_request()
