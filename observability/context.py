@@ -187,7 +187,8 @@ class LazyUnit(Unit):
     tags = _lazy_slot("tags")
 
     def __init__(self, resolve: Callable[[LazyUnit, Any, Any], None], source: Any = None, extra: Any = None) -> None:
-        """A unit resolved by ``resolve``; given a ``source``, pointed at it as :meth:`rebind` would."""
+        """A unit resolved by ``resolve``; given a ``source`` (not None), pointed at it as :meth:`rebind`
+        would, else pointed at nothing until the first :meth:`rebind`."""
         # Unit's fields, as Unit(None, None, ...) sets them; the lazy ones straight into their slots, not
         # through the properties (one is made per Celery task).
         _USER_ID.__set__(self, None)
@@ -271,11 +272,9 @@ _KNOWN_KEYS = frozenset(
 )
 
 
-# current(), activate() and deactivate() are the context variable's own methods, C calls without a
-# Python frame: they run several times for every task and message.
-
-#: The unit of work the caller runs in, or None outside any.
-current: Callable[[], Unit | None] = _current.get
+def current() -> Unit | None:
+    """The unit of work the caller runs in, or None outside any."""
+    return _current.get()
 
 
 class bind:
@@ -338,6 +337,7 @@ class bind:
 
 
 #: Make a unit current until ``deactivate(token)``: for a runner that reuses one :class:`LazyUnit` for a
-#: whole batch instead of a ``with bind(...)`` per message. Returns the token.
+#: whole batch instead of a ``with bind(...)`` per message; returns the token. Both are the context
+#: variable's own methods (positional arguments only): C calls, run for every task and message.
 activate: Callable[[Unit], Token[Unit | None]] = _current.set
 deactivate: Callable[[Token[Unit | None]], None] = _current.reset

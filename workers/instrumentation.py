@@ -218,9 +218,12 @@ def _request_of(task: Any) -> Any:
     stack = task.request_stack
     if type(stack) is _FAST_STACK:
         try:
-            return _stack_top(stack)
+            request = _stack_top(stack)
         except LookupError:
             pass
+        else:
+            if request is not None:  # (Celery pushes none; task.request stands in its default for one)
+                return request
     return task.request
 
 

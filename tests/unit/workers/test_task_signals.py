@@ -554,19 +554,31 @@ def test_a_name_only_counted_gets_no_runtime_histogram(obskit_events: CapturedEv
     assert not runtimes & {"unregistered", "invalid"}
 
 
-def test_the_request_is_read_off_celerys_stack_as_task_request_reads_it(app: Any) -> None:
+def test_the_request_is_read_off_celerys_stack_as_task_request_reads_it(
+    app: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import threading
 
     from workers import instrumentation
 
-    assert instrumentation._FAST_STACK is not None  # the fast read is in use with this Celery
     task = app.tasks["unit.ok"]
+    assert type(task.request_stack) is instrumentation._FAST_STACK  # this Celery's stack: read directly
+    reads: list[Any] = []
+    stack_top = instrumentation._stack_top
+
+    def counted(stack: Any) -> Any:
+        reads.append(stack)
+        return stack_top(stack)
+
+    monkeypatch.setattr(instrumentation, "_stack_top", counted)
     assert instrumentation._request_of(task) is task.request  # outside any attempt: Celery's default
     task.push_request(id="outer")
     try:
         task.push_request(id="inner")
+        reads.clear()
         assert instrumentation._request_of(task) is task.request
         assert instrumentation._request_of(task).id == "inner"
+        assert len(reads) == 2  # read off the stack, not through task.request
         task.pop_request()
         assert instrumentation._request_of(task).id == "outer"
 
@@ -588,9 +600,28 @@ def test_the_request_is_read_off_celerys_stack_as_task_request_reads_it(app: Any
     assert instrumentation._request_of(task) is task.request
 
 
-def test_a_celery_whose_request_stack_is_built_otherwise_is_read_through_task_request(
+def test_a_request_stack_of_another_kind_is_read_through_task_request(
     app: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from celery.utils import threads
+
+    from workers import instrumentation
+
+    def unreadable(stack: Any) -> Any:
+        raise AssertionError("only Celery's default stack is read directly")
+
+    monkeypatch.setattr(instrumentation, "_stack_top", unreadable)
+    task = app.tasks["unit.ok"]
+    monkeypatch.setattr(type(task), "request_stack", threads._FastLocalStack())  # USE_FAST_LOCALS's stack
+    task.push_request(id="t-1")
+    try:
+        assert instrumentation._request_of(task) is task.request
+        assert instrumentation._request_of(task).id == "t-1"
+    finally:
+        task.pop_request()
+
+
+def test_a_celery_whose_default_stack_reads_otherwise_is_not_read_directly(monkeypatch: pytest.MonkeyPatch) -> None:
     from celery.utils import threads
 
     from workers import instrumentation
@@ -598,22 +629,18 @@ def test_a_celery_whose_request_stack_is_built_otherwise_is_read_through_task_re
     class Stack(threads._LocalStack):  # type: ignore[misc,name-defined]
         def __init__(self) -> None:  # keeps its items elsewhere: the storage read would miss them
             super().__init__()
-            self._local = None
             self.items: list[Any] = []
 
         def push(self, obj: Any) -> None:
             self.items.append(obj)
 
+        def pop(self) -> Any:
+            return self.items.pop()
+
         @property
         def top(self) -> Any:
             return self.items[-1] if self.items else None
 
+    assert instrumentation._probe_stack_type() is threads._LocalStack
     monkeypatch.setattr(threads, "_LocalStack", Stack)
     assert instrumentation._probe_stack_type() is None
-    monkeypatch.setattr(instrumentation, "_FAST_STACK", None)
-    task = app.tasks["unit.ok"]
-    task.push_request(id="t-1")
-    try:
-        assert instrumentation._request_of(task).id == "t-1"
-    finally:
-        task.pop_request()
